@@ -1,0 +1,548 @@
+"""Numpy-aware deep sizing that charges memory to agents, not to source lines.
+
+One walk over the whole population discovers every object reachable from the
+agents (never crossing into another agent, a module, a class or code), records
+each object's own size once, and then propagates "who reaches this" as a bit mask
+over a topological order of the object graph. From the masks come, for every
+agent, its exclusive bytes (reachable from this agent alone), its shared bytes
+(reachable from two or more agents, or a module global) and its amortized bytes
+(exclusive + every shared object divided by the number of agents that reach it),
+and the same split for every top-level attribute.
+
+Rules that keep the numbers exact:
+- Each object is counted once, by ``id``; every object stays referenced during the
+  walk so an id can never be reused for another object.
+- A numpy array's data buffer is counted once, on the array that owns it
+  (``sys.getsizeof`` adds ``nbytes`` only for arrays that own their data); a view
+  counts its own header and points at its base, so the base chain leads to the
+  owner. Object arrays are walked element by element.
+- Memory-mapped buffers (``mmap.mmap``, the base of every ``np.memmap``) are
+  counted as file-backed bytes, apart from heap bytes.
+- Another agent is a boundary: reaching it stops there, so a world object that
+  lists every agent is shared by all of them instead of pulling the population
+  into one agent.
+- The walk is read-only with one documented exception: on CPython 3.11+, naming
+  an agent's attributes reads ``vars(agent)``, which creates the instance dict if
+  it had never been read (its size is then counted with the agent's own header).
+"""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import sys
+import types
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AgentSize",
+    "AttributeSize",
+    "PopulationSize",
+    "SharedGroup",
+    "agent_attributes",
+    "deep_size",
+    "measure_population",
+]
+
+# Objects that belong to the program, not to any agent: never walked, never counted.
+_PROGRAM_TYPES: tuple[type, ...] = (
+    type,
+    types.ModuleType,
+    types.CodeType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+)
+_SINGLETONS = frozenset(map(id, (None, True, False, Ellipsis, NotImplemented, (), "")))
+SELF_ATTRIBUTE = "(object)"  # the agent's own header, instance dict and attribute names
+
+
+@dataclass
+class AttributeSize:
+    """One top-level attribute of one agent."""
+
+    name: str
+    type_name: str
+    deep_bytes: int  # everything reachable from the attribute, within this agent's boundary
+    exclusive_bytes: int  # reachable from this attribute of this agent and nothing else
+    amortized_bytes: float  # this attribute's share of the agent's amortized bytes
+    sharers: int  # agents whose walk reaches the attribute's value object (1: not shared)
+    module_global: bool  # the value is a module-level global or class attribute
+    file_backed_bytes: int = 0
+
+
+@dataclass
+class AgentSize:
+    index: int
+    type_name: str
+    exclusive_bytes: int
+    shared_bytes: int
+    amortized_bytes: float
+    file_backed_bytes: int
+    attributes: list[AttributeSize] = field(default_factory=list)
+
+
+@dataclass
+class SharedGroup:
+    """Objects reached by the same set of agents (and perhaps the module)."""
+
+    sharers: int
+    bytes: int
+    objects: int
+    module_global: bool
+    attributes: list[str]  # attribute names through which the agents reach the group
+    largest: str  # a description of the largest object in the group
+    largest_bytes: int
+
+
+@dataclass
+class PopulationSize:
+    agents: list[AgentSize]
+    distinct_bytes: int  # every reachable object counted once (heap)
+    exclusive_bytes: int  # sum of the agents' exclusive bytes
+    shared_bytes: int  # distinct bytes of objects shared by two or more agents or the module
+    file_backed_bytes: int
+    objects: int
+    shared_groups: list[SharedGroup]
+    unsized_objects: int  # objects whose __sizeof__ raised; counted at object.__sizeof__
+
+
+def agent_attributes(agent: object) -> list[tuple[str, Any]]:
+    """The agent's top-level attributes: instance dict entries, then slots.
+
+    Reading ``vars`` may create the instance dict on CPython 3.11+ (see module doc).
+    """
+    found: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    instance_dict = getattr(agent, "__dict__", None)
+    if isinstance(instance_dict, dict):
+        for name, value in instance_dict.items():
+            found.append((str(name), value))
+            seen.add(str(name))
+    for klass in type(agent).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots:
+            if name in ("__dict__", "__weakref__") or name in seen:
+                continue
+            seen.add(name)
+            try:
+                found.append((name, object.__getattribute__(agent, name)))
+            except AttributeError:
+                continue  # an unset slot holds nothing
+    return found
+
+
+class _Graph:
+    """The reachable object graph: node per object, own size, edges, seed masks."""
+
+    def __init__(self, boundary_ids: set[int], global_ids: set[int], global_bit: int) -> None:
+        self.index: dict[int, int] = {}
+        self.objects: list[object] = []  # keeps every walked object alive during the walk
+        self.sizes: list[int] = []
+        self.file_sizes: dict[int, int] = {}
+        self.children: list[list[int]] = []
+        self.seeds: list[int] = []
+        self.pending: list[int] = []
+        self.boundary_ids = boundary_ids
+        self.global_ids = global_ids
+        self.global_bit = global_bit
+        self.unsized = 0
+        self.module_dict_ids = {id(vars(m)) for m in list(sys.modules.values()) if hasattr(m, "__dict__")}
+        self.numpy: Any = sys.modules.get("numpy")
+
+    def node(self, obj: object, *, expand: bool = True) -> int | None:
+        """The node of ``obj``, created on first sight (and queued unless ``expand`` is off)."""
+        key = id(obj)
+        if key in self.boundary_ids:
+            return None  # another agent (agents are created by hand, outside the boundary)
+        found = self.index.get(key)
+        if found is not None:
+            return found
+        if key in _SINGLETONS or key in self.module_dict_ids:
+            return None
+        if isinstance(obj, _PROGRAM_TYPES):
+            return None
+        if type(obj) is int and -5 <= obj <= 256:  # type: ignore[operator]
+            return None  # cached small ints are interpreter singletons
+        position = len(self.objects)
+        self.index[key] = position
+        self.objects.append(obj)
+        self.sizes.append(0)
+        self.children.append([])
+        self.seeds.append(self.global_bit if key in self.global_ids else 0)
+        if expand:
+            self.pending.append(position)
+        else:
+            self.sizes[position] = sys.getsizeof(obj)
+        return position
+
+    def expand_all(self) -> None:
+        pending = self.pending
+        while pending:
+            position = pending.pop()
+            obj = self.objects[position]
+            size, referents = self._describe(obj)
+            self.sizes[position] = size
+            edges = self.children[position]
+            for referent in referents:
+                child = self.node(referent)
+                if child is not None and child != position:
+                    edges.append(child)
+
+    def _describe(self, obj: object) -> tuple[int, Iterable[object]]:
+        """Own size of ``obj`` and the objects it owns references to."""
+        try:
+            size = sys.getsizeof(obj)
+        except Exception:  # a broken __sizeof__ in user code: count the header, say so
+            self.unsized += 1
+            size = object.__sizeof__(obj)
+        numpy = self.numpy
+        if numpy is not None and isinstance(obj, numpy.ndarray):
+            return size, self._array_referents(obj)
+        if isinstance(obj, mmap.mmap):
+            try:
+                self.file_sizes[self.index[id(obj)]] = len(obj)
+            except ValueError:  # a closed map holds no pages
+                pass
+            return size, ()
+        if isinstance(obj, types.FunctionType):
+            # A closure's captured cells and defaults are data; its code and globals are not.
+            owned: list[object] = list(obj.__closure__ or ())
+            owned.extend(obj.__defaults__ or ())
+            owned.extend((obj.__kwdefaults__ or {}).values())
+            return size, owned
+        if isinstance(obj, types.MethodType):
+            return size, (obj.__self__,)
+        if isinstance(obj, memoryview):
+            try:
+                return size, (obj.obj,)
+            except ValueError:  # released view
+                return size, ()
+        return size, gc.get_referents(obj)
+
+    def _array_referents(self, array: Any) -> list[object]:
+        owned: list[object] = []
+        if array.base is not None:
+            owned.append(array.base)
+        if type(array) is not self.numpy.ndarray:
+            owned.extend(gc.get_referents(array))  # a subclass's instance dict (np.memmap's _mmap, ...)
+        if array.dtype.hasobject and array.dtype.fields is None:
+            owned.extend(array.flat)
+        return owned
+
+
+def _topological_components(children: list[list[int]]) -> list[list[int]]:
+    """Strongly connected components, sources first (iterative Tarjan)."""
+    count = len(children)
+    index_of = [-1] * count
+    lowlink = [0] * count
+    on_stack = [False] * count
+    stack: list[int] = []
+    components: list[list[int]] = []
+    counter = 0
+    for root in range(count):
+        if index_of[root] != -1:
+            continue
+        work: list[tuple[int, int]] = [(root, 0)]
+        index_of[root] = lowlink[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        while work:
+            node, edge = work[-1]
+            edges = children[node]
+            if edge < len(edges):
+                work[-1] = (node, edge + 1)
+                child = edges[edge]
+                if index_of[child] == -1:
+                    index_of[child] = lowlink[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack[child] = True
+                    work.append((child, 0))
+                elif on_stack[child] and index_of[child] < lowlink[node]:
+                    lowlink[node] = index_of[child]
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                if lowlink[node] < lowlink[parent]:
+                    lowlink[parent] = lowlink[node]
+            if lowlink[node] == index_of[node]:
+                component: list[int] = []
+                while True:
+                    member = stack.pop()
+                    on_stack[member] = False
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+    components.reverse()  # Tarjan emits sinks first
+    return components
+
+
+def _propagate(graph: _Graph) -> list[int]:
+    masks = list(graph.seeds)
+    children = graph.children
+    component_of = [0] * len(masks)
+    components = _topological_components(children)
+    for number, component in enumerate(components):
+        for member in component:
+            component_of[member] = number
+    for number, component in enumerate(components):
+        mask = 0
+        for member in component:
+            mask |= masks[member]
+        for member in component:
+            masks[member] = mask
+        if not mask:
+            continue
+        for member in component:
+            for child in children[member]:
+                if component_of[child] != number:
+                    masks[child] |= mask
+    return masks
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def _describe_object(obj: object) -> str:
+    shape = getattr(obj, "shape", None)
+    dtype = getattr(obj, "dtype", None)
+    name = type(obj).__name__
+    if shape is not None and dtype is not None:
+        return f"{name} {dtype} {tuple(shape)}"
+    try:
+        return f"{name} len={len(obj)}"  # type: ignore[arg-type]
+    except Exception:
+        return name
+
+
+def measure_population(
+    agents: Sequence[object],
+    *,
+    module_globals: Iterable[object] = (),
+    attribute_detail: bool = True,
+    max_shared_groups: int = 20,
+) -> PopulationSize:
+    """Size a whole population in one walk.
+
+    ``module_globals`` are objects owned by the program (module-level values, class
+    attributes): where agents reach them they are shared, never exclusive.
+    With ``attribute_detail`` every top-level attribute gets its own split.
+    """
+    agent_list = list(agents)
+    boundary_ids = {id(agent) for agent in agent_list}
+    global_ids = {id(value) for value in module_globals} - boundary_ids
+
+    # Bit layout: per agent, one bit for the agent object itself, then one per attribute.
+    bit_agent: list[int] = []
+    bit_name: list[str] = []
+    attribute_lists: list[list[tuple[str, Any]]] = []
+    for agent_index, agent in enumerate(agent_list):
+        attributes = agent_attributes(agent) if attribute_detail else []
+        attribute_lists.append(attributes)
+        bit_agent.append(agent_index)
+        bit_name.append(SELF_ATTRIBUTE)
+        for name, _ in attributes:
+            bit_agent.append(agent_index)
+            bit_name.append(name)
+    global_bit_index = len(bit_agent)
+    global_bit = 1 << global_bit_index
+    graph = _Graph(boundary_ids, global_ids, global_bit)
+
+    attribute_nodes: list[list[int | None]] = []
+    next_bit = 0
+    for agent_index, agent in enumerate(agent_list):
+        self_bit = 1 << next_bit
+        next_bit += 1
+        graph.boundary_ids.discard(id(agent))
+        position = graph.node(agent, expand=False)  # expanded by hand below
+        graph.boundary_ids.add(id(agent))
+        if position is None:
+            raise TypeError(f"agent {agent_index} is a {type(agent).__name__}, which cannot be sized")
+        graph.seeds[position] |= self_bit
+        value_nodes: list[int | None] = []
+        if attribute_detail:
+            instance_dict = getattr(agent, "__dict__", None)
+            if isinstance(instance_dict, dict):
+                dict_node = graph.node(instance_dict, expand=False)
+                if dict_node is not None:
+                    graph.seeds[dict_node] |= self_bit
+                    graph.children[position].append(dict_node)
+                    for key in instance_dict:
+                        key_node = graph.node(key)
+                        if key_node is not None:
+                            graph.children[dict_node].append(key_node)
+            for name, value in attribute_lists[agent_index]:
+                bit = 1 << next_bit
+                next_bit += 1
+                value_node = graph.node(value)
+                value_nodes.append(value_node)
+                if value_node is not None:
+                    graph.seeds[value_node] |= bit
+        else:
+            # Without attribute detail the agent's own referents are its contents.
+            for referent in gc.get_referents(agent):
+                child = graph.node(referent)
+                if child is not None:
+                    graph.children[position].append(child)
+        attribute_nodes.append(value_nodes)
+    graph.expand_all()
+    masks = _propagate(graph)
+
+    # Aggregate bytes by mask: few distinct masks, so per-bit work stays small.
+    heap_by_mask: dict[int, int] = {}
+    file_by_mask: dict[int, int] = {}
+    count_by_mask: dict[int, int] = {}
+    largest_by_mask: dict[int, int] = {}
+    sizes = graph.sizes
+    for position, mask in enumerate(masks):
+        heap_by_mask[mask] = heap_by_mask.get(mask, 0) + sizes[position]
+        count_by_mask[mask] = count_by_mask.get(mask, 0) + 1
+        best = largest_by_mask.get(mask)
+        if best is None or sizes[position] > sizes[best]:
+            largest_by_mask[mask] = position
+    for position, file_bytes in graph.file_sizes.items():
+        mask = masks[position]
+        file_by_mask[mask] = file_by_mask.get(mask, 0) + file_bytes
+
+    agent_count = len(agent_list)
+    exclusive = [0] * agent_count
+    shared = [0] * agent_count
+    amortized = [0.0] * agent_count
+    file_backed = [0] * agent_count
+    bit_count = global_bit_index
+    deep = [0] * bit_count
+    bit_exclusive = [0] * bit_count
+    bit_amortized = [0.0] * bit_count
+    bit_file = [0] * bit_count
+    groups: list[SharedGroup] = []
+    distinct = shared_total = exclusive_total = file_total = 0
+    for mask, heap_bytes in heap_by_mask.items():
+        file_bytes = file_by_mask.get(mask, 0)
+        distinct += heap_bytes
+        file_total += file_bytes
+        is_global = bool(mask & global_bit)
+        bits_by_agent: dict[int, list[int]] = {}
+        for bit in _bits(mask & (global_bit - 1)):
+            bits_by_agent.setdefault(bit_agent[bit], []).append(bit)
+        sharers = len(bits_by_agent)
+        if sharers == 0:
+            continue  # unreachable from any agent (cannot happen: every node is reached)
+        is_shared = sharers > 1 or is_global
+        if is_shared:
+            shared_total += heap_bytes
+            largest = graph.objects[largest_by_mask[mask]]
+            names = sorted({bit_name[bit] for bits in bits_by_agent.values() for bit in bits})
+            groups.append(
+                SharedGroup(
+                    sharers=sharers,
+                    bytes=heap_bytes,
+                    objects=count_by_mask[mask],
+                    module_global=is_global,
+                    attributes=names,
+                    largest=_describe_object(largest),
+                    largest_bytes=sizes[largest_by_mask[mask]],
+                )
+            )
+        else:
+            exclusive_total += heap_bytes
+        per_agent = heap_bytes / sharers
+        for agent_index, bits in bits_by_agent.items():
+            if is_shared:
+                shared[agent_index] += heap_bytes
+            else:
+                exclusive[agent_index] += heap_bytes
+            amortized[agent_index] += per_agent
+            file_backed[agent_index] += file_bytes
+            per_bit = per_agent / len(bits)
+            single = not is_shared and len(bits) == 1
+            for bit in bits:
+                deep[bit] += heap_bytes
+                bit_amortized[bit] += per_bit
+                bit_file[bit] += file_bytes
+                if single:
+                    bit_exclusive[bit] += heap_bytes
+
+    results: list[AgentSize] = []
+    bit = 0
+    for agent_index, agent in enumerate(agent_list):
+        attributes: list[AttributeSize] = []
+        self_bit = bit
+        bit += 1
+        for (name, value), value_node in zip(attribute_lists[agent_index], attribute_nodes[agent_index]):
+            if value_node is None:
+                sharers, is_global = 0, False
+            else:
+                value_mask = masks[value_node]
+                sharers = len({bit_agent[b] for b in _bits(value_mask & (global_bit - 1))})
+                is_global = bool(value_mask & global_bit)
+            attributes.append(
+                AttributeSize(
+                    name=name,
+                    type_name=type(value).__name__,
+                    deep_bytes=deep[bit],
+                    exclusive_bytes=bit_exclusive[bit],
+                    amortized_bytes=bit_amortized[bit],
+                    sharers=sharers,
+                    module_global=is_global,
+                    file_backed_bytes=bit_file[bit],
+                )
+            )
+            bit += 1
+        attributes.insert(
+            0,
+            AttributeSize(
+                name=SELF_ATTRIBUTE,
+                type_name=type(agent).__name__,
+                deep_bytes=deep[self_bit],
+                exclusive_bytes=bit_exclusive[self_bit],
+                amortized_bytes=bit_amortized[self_bit],
+                sharers=1,
+                module_global=False,
+            ),
+        )
+        results.append(
+            AgentSize(
+                index=agent_index,
+                type_name=type(agent).__name__,
+                exclusive_bytes=exclusive[agent_index],
+                shared_bytes=shared[agent_index],
+                amortized_bytes=amortized[agent_index],
+                file_backed_bytes=file_backed[agent_index],
+                attributes=attributes if attribute_detail else [],
+            )
+        )
+    groups.sort(key=lambda group: group.bytes, reverse=True)
+    return PopulationSize(
+        agents=results,
+        distinct_bytes=distinct,
+        exclusive_bytes=exclusive_total,
+        shared_bytes=shared_total,
+        file_backed_bytes=file_total,
+        objects=len(masks),
+        shared_groups=groups[:max_shared_groups],
+        unsized_objects=graph.unsized,
+    )
+
+
+def deep_size(obj: object) -> int:
+    """Heap bytes reachable from one object, every object and buffer counted once."""
+    graph = _Graph(set(), set(), 0)
+    graph.node(obj)
+    graph.expand_all()
+    return sum(graph.sizes)
