@@ -1,0 +1,512 @@
+"""The measuring child process: ``python -m fa_memtool.child SPEC RESULT [PROGRESS_FD]``.
+
+It runs in a fresh interpreter, so nothing of the CLI (typer, rich) and nothing of
+an earlier run enters a number. It imports only what it measures with, then the
+user's module, builds the agents, steps them, samples the population, attributes
+memory to agents and writes one JSON result to RESULT through a rename. Progress
+goes out as JSON lines on PROGRESS_FD, so the user's own prints cannot garble it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import psutil
+
+from fa_memtool import __version__
+from fa_memtool import analysis, tracking
+from fa_memtool.errors import FaMemError
+from fa_memtool.gcstats import GCMonitor
+from fa_memtool.growth import analyse_growth
+from fa_memtool.report import (
+    SCHEMA_VERSION,
+    AgentReport,
+    Allocations,
+    Failure,
+    GCReport,
+    PhaseMemory,
+    Population,
+    Report,
+    TimelineSample,
+    Timing,
+    Workload,
+    write_atomic,
+)
+from fa_memtool.sizing import SELF_ATTRIBUTE, PopulationSize, agent_attributes, measure_population
+from fa_memtool.spec import RunSpec
+from fa_memtool.workload import (
+    build_agents,
+    check_step_method,
+    find_factory,
+    load_module,
+    observation_stream,
+    program_globals,
+)
+
+SITES_SHOWN = 10
+
+
+class Progress:
+    """JSON lines to the parent; silent when there is no parent listening."""
+
+    def __init__(self, descriptor: int | None) -> None:
+        self._stream: TextIO | None = os.fdopen(descriptor, "w", buffering=1) if descriptor is not None else None
+        self._last = 0.0
+
+    def send(self, event: str, *, force: bool = True, **fields: Any) -> None:
+        if self._stream is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        try:
+            self._stream.write(json.dumps({"event": event, **fields}) + "\n")
+        except (BrokenPipeError, ValueError):
+            self._stream = None
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+class Measurement:
+    """One run of the workload, phase by phase."""
+
+    def __init__(self, spec: RunSpec, progress: Progress) -> None:
+        self.spec = spec
+        self.progress = progress
+        self.process = psutil.Process()
+        self.phases: list[PhaseMemory] = []
+        self.tracing = spec.mode == "profile" and spec.trace and spec.backend == "tracemalloc"
+        self.notes: list[str] = []
+
+    def record_phase(self, name: str) -> PhaseMemory:
+        try:
+            full = self.process.memory_full_info()
+            rss, uss = int(full.rss), int(getattr(full, "uss", 0)) or None
+        except (psutil.AccessDenied, AttributeError):
+            rss, uss = int(self.process.memory_info().rss), None
+        tracer = tracemalloc.get_tracemalloc_memory() if tracemalloc.is_tracing() else 0
+        phase = PhaseMemory(phase=name, rss_bytes=rss, uss_bytes=uss, tracer_bytes=tracer)
+        self.phases.append(phase)
+        self.progress.send("phase", name=name, rss_bytes=rss)
+        return phase
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        spec = self.spec
+        os.chdir(spec.working_directory)
+        self.record_phase("interpreter")
+        module = load_module(spec.target)
+        self.record_phase("import")
+        factory_name, factory = find_factory(module, spec.factory)
+        memray_tracker = self._start_memray()
+
+        self.progress.send("build", total=spec.agents)
+        if self.tracing:
+            tracemalloc.start(spec.trace_frames)
+            before_build = tracking.take_snapshot()
+        with GCMonitor() as build_gc:
+            started = time.perf_counter()
+            agents = build_agents(factory_name, factory, spec.agents, spec.seed)
+            create_seconds = time.perf_counter() - started
+        check_step_method(agents, spec.step_method)
+        construction_sites: list[Any] = []
+        attribute_sites: dict[str, tuple[str, str]] = {}
+        if self.tracing:
+            construction_sites = tracking.growth_between(before_build, tracking.take_snapshot(), limit=SITES_SHOWN)
+            attribute_sites = self._attribute_sites(agents[0])
+            del before_build
+            tracemalloc.stop()
+        self.record_phase("build")
+        if len(agents) != spec.agents:
+            self.notes.append(f"{factory_name} returned {len(agents)} agents when asked for {spec.agents}")
+
+        stream = observation_stream(module, seed=spec.seed, agents=len(agents))
+        if spec.mode == "plain":
+            return self._run_plain(agents, stream)
+        globals_ = program_globals(module)
+        return self._run_profile(
+            agents=agents,
+            stream=stream,
+            globals_=globals_,
+            factory_name=factory_name,
+            module_name=module.__name__,
+            create_seconds=create_seconds,
+            build_gc=build_gc,
+            construction_sites=construction_sites,
+            attribute_sites=attribute_sites,
+            memray_tracker=memray_tracker,
+        )
+
+    def _start_memray(self) -> Any:
+        if self.spec.backend != "memray" or self.spec.mode != "profile":
+            return None
+        import memray
+
+        destination = Path(self.spec.memray_output or "fa-mem-capture.bin")
+        if destination.exists():
+            destination.unlink()
+        tracker = memray.Tracker(str(destination))
+        tracker.__enter__()
+        return tracker
+
+    def _attribute_sites(self, agent: Any, names: set[str] | None = None) -> dict[str, tuple[str, str]]:
+        """The user line that allocated each attribute's largest buffer (one agent)."""
+        sites: dict[str, tuple[str, str]] = {}
+        for name, value in agent_attributes(agent):
+            if names is not None and name not in names:
+                continue
+            arrays = analysis.numeric_arrays(value)
+            # Newest entries first (histories), largest buffers first otherwise.
+            candidates: list[Any] = sorted(arrays, key=lambda array: -int(array.nbytes)) if names is None else arrays[::-1]
+            candidates = [analysis.buffer_owner(array) for array in candidates] + [value]
+            found = tracking.object_site(candidates)
+            if found is not None:
+                sites[name] = found
+        return sites
+
+    def _step_loop(
+        self,
+        agents: list[Any],
+        stream: Any,
+        on_sample: Callable[[int], None] | None,
+        traced_every: int,
+    ) -> tuple[dict[str, Any], Failure | None]:
+        spec = self.spec
+        step_method = spec.step_method
+        bound = [getattr(agent, step_method) for agent in agents]
+        traced_latencies: list[float] = []
+        untraced_latencies: list[float] = []
+        step_sites = tracking.StepSites()
+        stepping = 0.0
+        failure: Failure | None = None
+        perf = time.perf_counter
+        completed = 0
+        for step in range(spec.steps):
+            traced = self.tracing and (step % traced_every == 0 or step == spec.steps - 1)
+            latencies = traced_latencies if traced else untraced_latencies
+            if traced:
+                tracemalloc.start(spec.trace_frames)
+            loop_started = perf()
+            for index, agent in enumerate(agents):
+                try:
+                    observation = stream.next(agent, index, step)
+                    started = perf()
+                    bound[index](observation)
+                    latencies.append(perf() - started)
+                except Exception as error:
+                    failure = Failure(
+                        kind="step",
+                        message=(
+                            f"agent {index} ({type(agent).__name__}) raised {type(error).__name__} "
+                            f"at step {step}: {error}"
+                        ),
+                        agent=index,
+                        step=step,
+                        traceback="".join(traceback.format_exception(error)),
+                    )
+                    break
+            stepping += perf() - loop_started
+            if failure is not None:
+                break
+            completed = step + 1
+            if traced:
+                step_sites.add(tracking.take_snapshot())
+                if step != spec.steps - 1:
+                    tracemalloc.stop()
+            if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps):
+                on_sample(completed)
+            self.progress.send("steps", force=completed == spec.steps, done=completed, total=spec.steps)
+        return (
+            {
+                "completed": completed,
+                "stepping_seconds": stepping,
+                "traced": traced_latencies,
+                "untraced": untraced_latencies,
+                "step_sites": step_sites,
+            },
+            failure,
+        )
+
+    def _run_plain(self, agents: list[Any], stream: Any) -> dict[str, Any]:
+        build_phase = self.phases[-1]
+        stepped, failure = self._step_loop(agents, stream, None, traced_every=1)
+        steps_phase = self.record_phase("steps")
+        if failure is not None:
+            raise FaMemError(failure.message, detail=failure.traceback)
+        return {
+            "plain": {
+                "agents": len(agents),
+                "rss_after_build": build_phase.rss_bytes,
+                "rss_after_steps": steps_phase.rss_bytes,
+                "uss_after_build": build_phase.uss_bytes,
+                "uss_after_steps": steps_phase.uss_bytes,
+                "stepping_seconds": stepped["stepping_seconds"],
+            }
+        }
+
+    def _run_profile(
+        self,
+        *,
+        agents: list[Any],
+        stream: Any,
+        globals_: list[object],
+        factory_name: str,
+        module_name: str,
+        create_seconds: float,
+        build_gc: GCMonitor,
+        construction_sites: list[Any],
+        attribute_sites: dict[str, tuple[str, str]],
+        memray_tracker: Any,
+    ) -> dict[str, Any]:
+        spec = self.spec
+        samples: list[TimelineSample] = []
+        series: dict[str, list[float]] = defaultdict(list)
+        sampling = [0.0]
+        latest: list[PopulationSize] = []
+
+        def sample(step: int) -> None:
+            started = time.perf_counter()
+            sized = measure_population(agents, module_globals=globals_)
+            count = len(sized.agents)
+            totals: dict[str, float] = defaultdict(float)
+            for agent in sized.agents:
+                for attribute in agent.attributes:
+                    totals[attribute.name] += attribute.amortized_bytes
+            for name in set(series) | set(totals):
+                values = series[name]
+                values.extend([0.0] * (len(samples) - len(values)))  # attributes that appeared late
+                values.append(totals.get(name, 0.0) / count)
+            samples.append(
+                TimelineSample(
+                    step=step,
+                    per_agent_bytes=sum(agent.amortized_bytes for agent in sized.agents) / count,
+                    distinct_bytes=sized.distinct_bytes,
+                    rss_bytes=int(self.process.memory_info().rss),
+                )
+            )
+            latest[:] = [sized]
+            sampling[0] += time.perf_counter() - started
+
+        self.progress.send("sample", step=0)
+        sample(0)
+        created_per_agent = samples[0].per_agent_bytes
+        traced_every = max(spec.sampling_interval, 1)
+        with GCMonitor() as step_gc:
+            stepped, failure = self._step_loop(agents, stream, sample, traced_every)
+        completed = stepped["completed"]
+        if failure is not None and (not samples or samples[-1].step != completed):
+            sample(completed)
+        self.record_phase("steps")
+        if memray_tracker is not None:
+            memray_tracker.__exit__(None, None, None)
+
+        self.progress.send("analyse")
+        final = latest[0]
+        values_by_name: dict[str, list[Any]] = defaultdict(list)
+        per_agent_values = []
+        for agent in agents:
+            named = dict(agent_attributes(agent))
+            per_agent_values.append(named)
+            for name, value in named.items():
+                values_by_name[name].append(value)
+        growth = analyse_growth(samples, dict(series), values_by_name)
+        growth_sites: dict[str, tuple[str, str]] = {}
+        if tracemalloc.is_tracing():
+            growing = {item.name for item in growth.attributes}
+            growth_sites = self._attribute_sites(agents[0], growing) if growing else {}
+            tracemalloc.stop()
+        for item in growth.attributes:
+            if item.name in growth_sites:
+                item.growth_site, item.growth_code = growth_sites[item.name]
+
+        attribute_values: dict[str, analysis.AttributeValues] = {}
+        agent_reports: list[AgentReport] = []
+        allocated_arrays = 0
+        resident_arrays: int | None = 0
+        for sized, named in zip(final.agents, per_agent_values):
+            reports = []
+            for size in sized.attributes:
+                if size.name == SELF_ATTRIBUTE:
+                    reports.append(analysis.attribute_report(size, None, [], residency=False))
+                    continue
+                value = named.get(size.name)
+                arrays = analysis.numeric_arrays(value)
+                entry = attribute_values.setdefault(size.name, analysis.AttributeValues(size.name))
+                entry.values.append(value)
+                entry.arrays.append(arrays)
+                report = analysis.attribute_report(size, value, arrays, residency=True)
+                if size.name in attribute_sites:
+                    report.allocation_site, report.allocation_code = attribute_sites[size.name]
+                elif size.name in growth_sites:
+                    report.allocation_site, report.allocation_code = growth_sites[size.name]
+                if report.sharers <= 1 and not report.module_global and arrays:
+                    allocated_arrays += sum(int(owner.nbytes) for owner in {id(a): analysis.buffer_owner(a) for a in arrays}.values())
+                    if resident_arrays is not None and report.resident_bytes is not None:
+                        resident_arrays += report.resident_bytes
+                    elif report.resident_bytes is None:
+                        resident_arrays = None
+                reports.append(report)
+            agent_reports.append(
+                AgentReport(
+                    index=sized.index,
+                    type_name=sized.type_name,
+                    exclusive_bytes=sized.exclusive_bytes,
+                    shared_bytes=sized.shared_bytes,
+                    amortized_bytes=sized.amortized_bytes,
+                    file_backed_bytes=sized.file_backed_bytes,
+                    attributes=reports,
+                )
+            )
+        sites = {name: site for name, (site, _) in {**growth_sites, **attribute_sites}.items()}
+        suggestions = analysis.suggest(
+            list(attribute_values.values()), growth.attributes, agents=len(agents), steps=completed, sites=sites
+        )
+        if final.unsized_objects:
+            self.notes.append(f"{final.unsized_objects} objects raised in __sizeof__; counted at their header size")
+        self.notes.append(
+            "per-agent bytes are allocated bytes (deep size); compare resident figures before judging a budget"
+        )
+
+        untraced = stepped["untraced"]
+        traced = stepped["traced"]
+        stepping_seconds = stepped["stepping_seconds"]
+        all_latencies = untraced + traced
+        agent_steps = len(all_latencies)
+        untraced_mean = sum(untraced) / len(untraced) if untraced else None
+        tracing_extra = sum(traced) - len(traced) * untraced_mean if traced and untraced_mean is not None else 0.0
+        unprofiled = stepping_seconds - max(tracing_extra, 0.0)
+        overhead = (sampling[0] + max(tracing_extra, 0.0)) / unprofiled if unprofiled > 0 else 0.0
+        timing = Timing(
+            create_seconds=create_seconds,
+            create_ms_per_agent=create_seconds * 1000.0 / len(agents),
+            step_ms_p50=_percentile(all_latencies, 0.5) * 1000.0,
+            step_ms_p95=_percentile(all_latencies, 0.95) * 1000.0,
+            step_ms_max=max(all_latencies, default=0.0) * 1000.0,
+            stepping_seconds=stepping_seconds,
+            sampling_seconds=sampling[0],
+            traced_step_ms_p50=_percentile(traced, 0.5) * 1000.0 if traced else None,
+            untraced_step_ms_p50=_percentile(untraced, 0.5) * 1000.0 if untraced else None,
+            profiling_overhead_fraction=overhead,
+        )
+        gc_report = GCReport(
+            collections=step_gc.collections,
+            pause_seconds=step_gc.pause_seconds,
+            max_pause_ms=step_gc.max_pause_ms,
+            overhead_fraction=step_gc.pause_seconds / stepping_seconds if stepping_seconds > 0 else 0.0,
+            build_collections=build_gc.collections,
+            build_pause_seconds=build_gc.pause_seconds,
+        )
+        allocations = Allocations(
+            backend="tracemalloc" if self.tracing else (spec.backend if spec.backend == "memray" else "none"),
+            frames=spec.trace_frames if self.tracing else 0,
+            construction=construction_sites,
+            steps=stepped["step_sites"].sites(limit=SITES_SHOWN) if self.tracing else [],
+            traced_steps=stepped["step_sites"].traced_steps,
+        )
+        if memray_tracker is not None:
+            capture = str(Path(spec.memray_output or "fa-mem-capture.bin").resolve())
+            allocations.memray_capture = capture
+            allocations.memray_commands = [f"memray flamegraph {capture}", f"memray summary {capture}"]
+        population = Population(
+            agents=len(agents),
+            measured_after_steps=completed,
+            distinct_bytes=final.distinct_bytes,
+            per_agent_bytes=sum(agent.amortized_bytes for agent in final.agents) / len(agents),
+            per_agent_bytes_at_creation=created_per_agent,
+            exclusive_bytes=final.exclusive_bytes,
+            shared_bytes=final.shared_bytes,
+            file_backed_bytes=final.file_backed_bytes,
+            objects=final.objects,
+            resident_array_bytes=resident_arrays,
+            allocated_array_bytes=allocated_arrays,
+        )
+        report = Report(
+            schema_version=SCHEMA_VERSION,
+            fa_mem_version=__version__,
+            complete=failure is None,
+            workload=Workload(
+                target=spec.target,
+                module=module_name,
+                factory=factory_name,
+                step_method=spec.step_method,
+                observe=stream.source,
+                agents_requested=spec.agents,
+                steps=spec.steps,
+                seed=spec.seed,
+                sample_every=spec.sampling_interval,
+                trace=self.tracing,
+                backend=allocations.backend,
+                python=platform.python_version(),
+                platform=platform.platform(terse=True),
+            ),
+            population=population,
+            agents=agent_reports,
+            shared=final.shared_groups,
+            growth=growth,
+            allocations=allocations,
+            gc=gc_report,
+            timing=timing,
+            process=self.phases,
+            suggestions=suggestions,
+            error=failure,
+            notes=self.notes,
+        )
+        if agent_steps == 0 and spec.steps:
+            self.notes.append("no step completed")
+        import dataclasses
+
+        return {"report": dataclasses.asdict(report)}
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv[0], argv[1]
+    progress = Progress(int(argv[2]) if len(argv) > 2 else None)
+    try:
+        spec = RunSpec.from_json(Path(spec_path).read_text(encoding="utf-8"))
+        outcome = Measurement(spec, progress).run()
+    except FaMemError as error:
+        outcome = {
+            "error": {
+                "class": type(error).__name__,
+                "message": error.message,
+                "detail": error.detail,
+                "exit_code": error.exit_code,
+            }
+        }
+    except MemoryError:
+        outcome = {"error": {"class": "ResourceLimitExceeded", "message": "the workload ran out of memory (MemoryError)", "detail": traceback.format_exc(), "exit_code": 5}}
+    except Exception as error:  # a bug in fa-mem itself: report it with its traceback
+        outcome = {
+            "error": {
+                "class": "InternalError",
+                "message": f"fa-mem failed while measuring: {type(error).__name__}: {error}",
+                "detail": traceback.format_exc(),
+                "exit_code": 70,
+            }
+        }
+    write_atomic(result_path, json.dumps(outcome, allow_nan=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,59 @@
+"""RunSpec: everything a measuring child needs to know, frozen and JSON-serialisable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fa_memtool.errors import UsageError
+
+BACKENDS = ("tracemalloc", "memray")
+MODES = ("profile", "plain")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    target: str
+    agents: int = 10
+    steps: int = 100
+    seed: int = 0
+    factory: str | None = None
+    step_method: str = "step"
+    sample_every: int = 0  # 0: about twenty samples over the run
+    trace: bool = True
+    trace_frames: int = 16
+    backend: str = "tracemalloc"
+    memray_output: str | None = None
+    mode: str = "profile"  # "plain": no sampling, no tracing, phases and timing only
+    working_directory: str = "."
+
+    def __post_init__(self) -> None:
+        if self.agents < 1:
+            raise UsageError(f"--agents must be at least 1 (got {self.agents})")
+        if self.steps < 0:
+            raise UsageError(f"--steps must be 0 or more (got {self.steps})")
+        if self.sample_every < 0:
+            raise UsageError(f"--sample-every must be 1 or more (got {self.sample_every})")
+        if self.trace_frames < 1:
+            raise UsageError(f"--trace-frames must be at least 1 (got {self.trace_frames})")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}")
+
+    @property
+    def sampling_interval(self) -> int:
+        """Steps between two population samples (the first sample is after building)."""
+        if self.sample_every:
+            return self.sample_every
+        return max(1, self.steps // 20)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)
