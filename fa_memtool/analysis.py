@@ -321,8 +321,12 @@ def suggest(
     return found
 
 
-def attribute_report(size: Any, value: Any, arrays: list[Any], *, residency: bool) -> AttributeReport:
-    """An AttributeReport from the sizer's AttributeSize and the live value."""
+def attribute_report(size: Any, value: Any, arrays: list[Any], *, resident: int | None) -> AttributeReport:
+    """An AttributeReport from the sizer's AttributeSize and the live value.
+
+    ``resident`` must have been measured before anything read the arrays: reading an
+    untouched page maps the kernel's zero page, which pagemap then reports present.
+    """
     shape, dtype, length = describe_value(value)
     return AttributeReport(
         name=size.name,
@@ -338,5 +342,6 @@ def attribute_report(size: Any, value: Any, arrays: list[Any], *, residency: boo
         dtype=dtype,
         length=length,
         zero_fraction=zero_fraction(arrays) if arrays else None,
-        resident_bytes=resident_of(arrays) if residency and arrays else None,
+        array_bytes=sum(int(owner.nbytes) for owner in _distinct_owners(arrays)) if arrays else None,
+        resident_bytes=resident,
     )

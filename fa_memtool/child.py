@@ -54,6 +54,7 @@ from fa_memtool.workload import (
 )
 
 SITES_SHOWN = 10
+TRACED_STEPS = 5  # steps traced with tracemalloc per run, besides the last one
 
 
 class Progress:
@@ -310,7 +311,9 @@ class Measurement:
         self.progress.send("sample", step=0)
         sample(0)
         created_per_agent = samples[0].per_agent_bytes
-        traced_every = max(spec.sampling_interval, 1)
+        # Tracing costs more than sampling: trace a handful of steps spread over the
+        # run (and the last one, so growing attributes can be traced to a line).
+        traced_every = max(1, spec.steps // TRACED_STEPS)
         with GCMonitor() as step_gc:
             stepped, failure = self._step_loop(agents, stream, sample, traced_every)
         completed = stepped["completed"]
@@ -343,24 +346,30 @@ class Measurement:
         agent_reports: list[AgentReport] = []
         allocated_arrays = 0
         resident_arrays: int | None = 0
-        for sized, named in zip(final.agents, per_agent_values):
+        # Residency first, for every agent: the analysis below reads every array.
+        arrays_of: list[dict[str, list[Any]]] = []
+        resident_of: list[dict[str, int | None]] = []
+        for named in per_agent_values:
+            arrays_of.append({name: analysis.numeric_arrays(value) for name, value in named.items()})
+            resident_of.append({name: analysis.resident_of(arrays) if arrays else None for name, arrays in arrays_of[-1].items()})
+        for sized, named, arrays_by_name, resident_by_name in zip(final.agents, per_agent_values, arrays_of, resident_of):
             reports = []
             for size in sized.attributes:
                 if size.name == SELF_ATTRIBUTE:
-                    reports.append(analysis.attribute_report(size, None, [], residency=False))
+                    reports.append(analysis.attribute_report(size, None, [], resident=None))
                     continue
                 value = named.get(size.name)
-                arrays = analysis.numeric_arrays(value)
+                arrays = arrays_by_name.get(size.name, [])
                 entry = attribute_values.setdefault(size.name, analysis.AttributeValues(size.name))
                 entry.values.append(value)
                 entry.arrays.append(arrays)
-                report = analysis.attribute_report(size, value, arrays, residency=True)
+                report = analysis.attribute_report(size, value, arrays, resident=resident_by_name.get(size.name))
                 if size.name in attribute_sites:
                     report.allocation_site, report.allocation_code = attribute_sites[size.name]
                 elif size.name in growth_sites:
                     report.allocation_site, report.allocation_code = growth_sites[size.name]
-                if report.sharers <= 1 and not report.module_global and arrays:
-                    allocated_arrays += sum(int(owner.nbytes) for owner in {id(a): analysis.buffer_owner(a) for a in arrays}.values())
+                if not report.shared and report.array_bytes:
+                    allocated_arrays += report.array_bytes
                     if resident_arrays is not None and report.resident_bytes is not None:
                         resident_arrays += report.resident_bytes
                     elif report.resident_bytes is None:

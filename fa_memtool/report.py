@@ -83,7 +83,8 @@ class AttributeReport:
     dtype: str | None = None
     length: int | None = None
     zero_fraction: float | None = None
-    resident_bytes: int | None = None  # bytes of its array buffers resident in RAM (Linux)
+    array_bytes: int | None = None  # allocated bytes of the numeric array buffers it holds
+    resident_bytes: int | None = None  # of those, bytes resident in RAM (Linux pagemap)
     allocation_site: str | None = None  # file:line that allocated its largest buffer
     allocation_code: str | None = None
 

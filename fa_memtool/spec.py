@@ -23,7 +23,7 @@ class RunSpec:
     step_method: str = "step"
     sample_every: int = 0  # 0: about twenty samples over the run
     trace: bool = True
-    trace_frames: int = 16
+    trace_frames: int = 10
     backend: str = "tracemalloc"
     memray_output: str | None = None
     mode: str = "profile"  # "plain": no sampling, no tracing, phases and timing only

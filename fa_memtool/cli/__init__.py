@@ -1,0 +1,74 @@
+"""The fa-mem command line. This module only assembles the subcommands and handles
+errors once: one line on stderr, the documented exit code, tracebacks with --debug."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from fa_memtool import __version__
+from fa_memtool.cli.profile import profile_command
+from fa_memtool.cli.report import report_command
+from fa_memtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, FaMemError
+
+app = typer.Typer(
+    name="fa-mem",
+    help="Memory profiler for populations of Python agents: what one agent really costs, "
+    "what is shared, what grows, and where it was allocated.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("profile")(profile_command)
+app.command("report")(report_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fa-mem {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """fa-mem: truthful per-agent memory profiles."""
+
+
+def _fail(message: str, code: int, detail: str | None, debug: bool) -> int:
+    if debug and detail:
+        sys.stderr.write(detail.rstrip() + "\n")
+    sys.stderr.write(f"fa-mem: error: {message}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (also used by the tests)."""
+    arguments = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in arguments
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=arguments, prog_name="fa-mem", standalone_mode=False)
+    except FaMemError as error:
+        code = _fail(error.message, error.exit_code, error.detail or traceback.format_exc(), debug)
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except typer.Abort:
+        code = _fail("interrupted", EXIT_INTERRUPTED, None, debug)
+    except KeyboardInterrupt:
+        code = _fail("interrupted", EXIT_INTERRUPTED, traceback.format_exc(), debug)
+    except typer.TyperException as error:  # the parser's usage errors
+        exit_code = getattr(error, "exit_code", EXIT_USAGE)
+        formatter = getattr(error, "format_message", None)
+        message = formatter() if callable(formatter) else str(error)
+        code = _fail(f"{message} (see fa-mem --help)", exit_code, traceback.format_exc(), debug)
+    else:
+        code = result if isinstance(result, int) else 0
+    sys.stdout.flush()
+    if argv is None:
+        sys.exit(code)
+    return code

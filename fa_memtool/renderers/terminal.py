@@ -1,0 +1,260 @@
+"""The terminal report (rich). ``render(report, console)`` only renders; it measures nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from fa_memtool.report import Report
+from fa_memtool.summary import attribute_summaries, sparkline
+from fa_memtool.units import format_bytes
+
+AGENT_ROWS = 10
+ATTRIBUTE_ROWS = 25
+
+
+def _short_site(site: str | None) -> str:
+    if not site:
+        return ""
+    path, _, line = site.rpartition(":")
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:
+        shown = path
+    if shown.startswith(".."):
+        shown = Path(path).name
+    return f"{shown}:{line}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _target(value: float, limit: float) -> Text:
+    style = "green" if value < limit else "red"
+    return Text(f"{_ms(value)} (target < {limit:g} ms)", style=style)
+
+
+def _summary(report: Report) -> Panel:
+    population = report.population
+    workload = report.workload
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    created = population.per_agent_bytes_at_creation
+    grid.add_row(
+        "per agent (amortized)",
+        f"{format_bytes(population.per_agent_bytes)} after {population.measured_after_steps} steps"
+        + (f"  ({format_bytes(created)} when built)" if created is not None else ""),
+    )
+    grid.add_row(
+        "population",
+        f"{format_bytes(population.distinct_bytes)} distinct = {format_bytes(population.exclusive_bytes)} exclusive"
+        f" + {format_bytes(population.shared_bytes)} shared  ({population.objects:,} objects)",
+    )
+    if population.file_backed_bytes:
+        grid.add_row("file-backed", format_bytes(population.file_backed_bytes) + " memory-mapped (not heap)")
+    if population.marginal_rss_per_agent is not None and report.scaling is not None:
+        sizes = ", ".join(str(point.agents) for point in report.scaling.points)
+        grid.add_row(
+            "marginal RSS",
+            f"{format_bytes(population.marginal_rss_per_agent)} per agent after building, "
+            f"{format_bytes(population.marginal_rss_per_agent_after_steps or 0)} after the steps; "
+            f"fixed {format_bytes(population.fixed_rss_bytes or 0)} (fit over N = {sizes})",
+        )
+    if population.resident_array_bytes is not None and population.allocated_array_bytes:
+        share = population.resident_array_bytes / population.allocated_array_bytes
+        grid.add_row(
+            "arrays resident",
+            f"{format_bytes(population.resident_array_bytes)} of {format_bytes(population.allocated_array_bytes)} "
+            f"allocated in agents' own arrays ({share:.0%}); untouched np.zeros pages are allocated, not resident",
+        )
+    verdict_style = "red" if report.growth.leaking else "green"
+    grid.add_row("growth", Text(report.growth.verdict, style=verdict_style))
+    timing = report.timing
+    grid.add_row("build", _target(timing.create_ms_per_agent, timing.target_create_ms_per_agent).append(" per agent"))
+    step = _target(timing.step_ms_p50, timing.target_step_ms)
+    step.append(f"  p95 {_ms(timing.step_ms_p95)} per agent step")
+    grid.add_row("step p50", step)
+    gc_style = "green" if report.gc.overhead_fraction < 0.05 else "red"
+    grid.add_row(
+        "GC",
+        Text(
+            f"{report.gc.overhead_fraction:.2%} of step time (target < 5%), "
+            f"{sum(report.gc.collections)} collections {report.gc.collections}, longest pause {report.gc.max_pause_ms:.2f} ms",
+            style=gc_style,
+        ),
+    )
+    overhead = f"{timing.profiling_overhead_fraction:.1%} added to the stepping phase by sampling and tracing"
+    if timing.plain_stepping_seconds:
+        overhead += f" (stepping {timing.stepping_seconds:.2f} s profiled vs {timing.plain_stepping_seconds:.2f} s plain)"
+    grid.add_row("profiling cost", overhead)
+    title = f"fa-mem profile: {workload.target}  ({population.agents} agents x {workload.steps} steps, seed {workload.seed})"
+    return Panel(grid, title=title, title_align="left", border_style="red" if report.error else "cyan")
+
+
+def _timeline(report: Report) -> Table | None:
+    samples = report.growth.samples
+    if len(samples) < 2:
+        return None
+    table = Table(title="Over the steps", title_justify="left", show_header=True, box=None)
+    table.add_column("series")
+    table.add_column("first", justify="right")
+    table.add_column(f"steps {samples[0].step}..{samples[-1].step}")
+    table.add_column("last", justify="right")
+    table.add_column("slope per step", justify="right")
+    per_agent = [sample.per_agent_bytes for sample in samples]
+    rss = [float(sample.rss_bytes) for sample in samples]
+    table.add_row(
+        "per agent",
+        format_bytes(per_agent[0]),
+        sparkline(per_agent),
+        format_bytes(per_agent[-1]),
+        format_bytes(report.growth.bytes_per_step_per_agent, signed=True),
+    )
+    table.add_row(
+        "process RSS",
+        format_bytes(rss[0]),
+        sparkline(rss),
+        format_bytes(rss[-1]),
+        format_bytes(report.growth.rss_bytes_per_step, signed=True),
+    )
+    for attribute in report.growth.attributes[:5]:
+        label = Text(f"  .{attribute.name}")
+        label.append(" bounded" if attribute.bounded else " unbounded", style="green" if attribute.bounded else "red")
+        table.add_row(
+            label,
+            format_bytes(attribute.start_bytes),
+            attribute.reason,
+            format_bytes(attribute.end_bytes),
+            format_bytes(attribute.bytes_per_step_per_agent, signed=True),
+        )
+    return table
+
+
+def _agents(report: Report) -> Table:
+    table = Table(title="Per agent", title_justify="left")
+    for column in ("agent", "type", "exclusive", "shared", "amortized"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    agents = report.agents
+    shown = agents if len(agents) <= AGENT_ROWS else agents[: AGENT_ROWS - 1] + [agents[-1]]
+    for position, agent in enumerate(shown):
+        if len(agents) > AGENT_ROWS and position == AGENT_ROWS - 1:
+            table.add_row("...", f"{len(agents) - AGENT_ROWS} more", "", "", "")
+        table.add_row(
+            str(agent.index),
+            agent.type_name,
+            format_bytes(agent.exclusive_bytes),
+            format_bytes(agent.shared_bytes),
+            format_bytes(agent.amortized_bytes),
+        )
+    return table
+
+
+def _attributes(report: Report) -> Table:
+    table = Table(title="Per attribute (mean per agent)", title_justify="left")
+    table.add_column("attribute")
+    table.add_column("type")
+    table.add_column("shape / dtype")
+    table.add_column("deep", justify="right")
+    table.add_column("amortized", justify="right")
+    table.add_column("shared", justify="right")
+    table.add_column("zeros", justify="right")
+    table.add_column("resident", justify="right")
+    table.add_column("allocated at")
+    for summary in attribute_summaries(report)[:ATTRIBUTE_ROWS]:
+        shape = ""
+        if summary.shape is not None:
+            shape = "x".join(str(extent) for extent in summary.shape) + (f" {summary.dtype}" if summary.dtype else "")
+        if summary.module_global:
+            shared = f"module, {summary.max_sharers} agents"
+        elif summary.max_sharers > 1:
+            shared = f"{summary.max_sharers} agents"
+        else:
+            shared = "no"
+        table.add_row(
+            summary.name,
+            summary.type_name,
+            shape,
+            format_bytes(summary.mean_deep_bytes),
+            format_bytes(summary.mean_amortized_bytes),
+            shared,
+            _percent(summary.zero_fraction),
+            _percent(summary.resident_fraction),
+            _short_site(summary.allocation_site),
+        )
+    return table
+
+
+def _shared(report: Report) -> Table | None:
+    if not report.shared:
+        return None
+    table = Table(title="Shared objects", title_justify="left")
+    for column in ("reached through", "agents", "bytes", "objects", "largest"):
+        table.add_column(column, justify="right" if column in ("agents", "bytes", "objects") else "left")
+    for group in report.shared[:8]:
+        through = ", ".join(group.attributes[:4]) + (" (module global)" if group.module_global else "")
+        table.add_row(through, str(group.sharers), format_bytes(group.bytes), str(group.objects), group.largest)
+    return table
+
+
+def _sites(report: Report) -> Table | None:
+    allocations = report.allocations
+    if not allocations.construction and not allocations.steps:
+        return None
+    table = Table(title=f"Allocation sites ({allocations.backend}, {allocations.frames} frames)", title_justify="left")
+    table.add_column("phase")
+    table.add_column("site")
+    table.add_column("bytes", justify="right")
+    table.add_column("code")
+    for site in allocations.construction[:5]:
+        table.add_row("build", _short_site(site.site), format_bytes(site.bytes), site.code)
+    label = f"per step ({allocations.traced_steps} traced)"
+    for site in allocations.steps[:5]:
+        table.add_row(label, _short_site(site.site), format_bytes(site.bytes), site.code)
+        label = ""
+    return table
+
+
+def _suggestions(report: Report) -> Table | None:
+    if not report.suggestions:
+        return None
+    table = Table(title="Suggestions (estimates from the measured arrays; not additive)", title_justify="left")
+    table.add_column("saves / agent", justify="right")
+    table.add_column("transformation")
+    table.add_column("finding")
+    for suggestion in report.suggestions[:10]:
+        finding = suggestion.message + (f"  [{_short_site(suggestion.site)}]" if suggestion.site else "")
+        table.add_row(format_bytes(suggestion.estimated_bytes_saved_per_agent), suggestion.transformation, finding)
+    return table
+
+
+def render(report: Report, console: Console) -> None:
+    """Print the whole report."""
+    parts = [
+        _summary(report),
+        _timeline(report),
+        _agents(report),
+        _attributes(report),
+        _shared(report),
+        _sites(report),
+        _suggestions(report),
+    ]
+    console.print(Group(*(part for part in parts if part is not None)))
+    if report.allocations.memray_capture:
+        console.print(f"memray capture: {report.allocations.memray_capture}")
+        for command in report.allocations.memray_commands:
+            console.print(f"  render it with: [bold]{command}[/bold]")
+    if report.error is not None:
+        console.print(Text(f"incomplete: {report.error.message}", style="bold red"))
+    for note in report.notes:
+        console.print(Text(f"note: {note}", style="dim"))

@@ -1,0 +1,76 @@
+"""Population-level views of a report, shared by every renderer (and later the gate)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from fa_memtool.report import AttributeReport, Report
+
+
+@dataclass
+class AttributeSummary:
+    """One attribute name across all agents that have it."""
+
+    name: str
+    type_name: str
+    agents: int
+    mean_deep_bytes: float
+    mean_amortized_bytes: float
+    mean_exclusive_bytes: float
+    max_sharers: int
+    module_global: bool
+    shape: list[int] | None
+    dtype: str | None
+    zero_fraction: float | None  # mean over agents
+    resident_fraction: float | None  # resident / allocated bytes of its array buffers
+    allocation_site: str | None
+    allocation_code: str | None
+
+
+def attribute_summaries(report: Report) -> list[AttributeSummary]:
+    """Attributes by name, largest mean amortized bytes first."""
+    grouped: dict[str, list[AttributeReport]] = {}
+    for agent in report.agents:
+        for attribute in agent.attributes:
+            grouped.setdefault(attribute.name, []).append(attribute)
+    summaries = []
+    for name, items in grouped.items():
+        first = items[0]
+        zeros = [item.zero_fraction for item in items if item.zero_fraction is not None]
+        measured = [item for item in items if item.resident_bytes is not None and item.array_bytes]
+        resident_total = sum(item.resident_bytes or 0 for item in measured)
+        arrays_total = sum(item.array_bytes or 0 for item in measured)
+        summaries.append(
+            AttributeSummary(
+                name=name,
+                type_name=first.type_name,
+                agents=len(items),
+                mean_deep_bytes=statistics.fmean(item.deep_bytes for item in items),
+                mean_amortized_bytes=statistics.fmean(item.amortized_bytes for item in items),
+                mean_exclusive_bytes=statistics.fmean(item.exclusive_bytes for item in items),
+                max_sharers=max(item.sharers for item in items),
+                module_global=any(item.module_global for item in items),
+                shape=first.shape,
+                dtype=first.dtype,
+                zero_fraction=statistics.fmean(zeros) if zeros else None,
+                resident_fraction=min(resident_total / arrays_total, 1.0) if arrays_total else None,
+                allocation_site=next((item.allocation_site for item in items if item.allocation_site), None),
+                allocation_code=next((item.allocation_code for item in items if item.allocation_code), None),
+            )
+        )
+    summaries.sort(key=lambda summary: summary.mean_amortized_bytes, reverse=True)
+    return summaries
+
+
+def sparkline(values: list[float], *, width: int = 40) -> str:
+    """Unicode block sparkline, resampled to at most ``width`` characters."""
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[int(index * len(values) / width)] for index in range(width - 1)] + [values[-1]]
+    blocks = "▁▂▃▄▅▆▇█"
+    low, high = min(values), max(values)
+    if high == low:
+        return blocks[0] * len(values)
+    return "".join(blocks[min(int((value - low) / (high - low) * (len(blocks) - 1) + 0.5), len(blocks) - 1)] for value in values)
