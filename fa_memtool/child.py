@@ -202,6 +202,7 @@ class Measurement:
         failure: Failure | None = None
         perf = time.perf_counter
         completed = 0
+        phase_started = perf()
         for step in range(spec.steps):
             # Offset by half an interval: the first step pays one-off costs (first-touch
             # page faults, lazy set-up) that would be mistaken for tracing overhead.
@@ -243,6 +244,7 @@ class Measurement:
             {
                 "completed": completed,
                 "stepping_seconds": stepping,
+                "wall_seconds": perf() - phase_started,
                 "traced": traced_latencies,
                 "untraced": untraced_latencies,
                 "step_sites": step_sites,
@@ -414,6 +416,7 @@ class Measurement:
             step_ms_p95=_percentile(all_latencies, 0.95) * 1000.0,
             step_ms_max=max(all_latencies, default=0.0) * 1000.0,
             stepping_seconds=stepping_seconds,
+            stepping_wall_seconds=stepped["wall_seconds"],
             sampling_seconds=sampling[0],
             traced_step_ms_p50=_percentile(traced, 0.5) * 1000.0 if traced else None,
             untraced_step_ms_p50=_percentile(untraced, 0.5) * 1000.0 if untraced else None,

@@ -186,7 +186,8 @@ class Timing:
     step_ms_p50: float
     step_ms_p95: float
     step_ms_max: float
-    stepping_seconds: float  # wall time of the stepping loop, measurement excluded
+    stepping_seconds: float  # time inside the agents' step calls and observe(), measurement excluded
+    stepping_wall_seconds: float  # the whole stepping phase, sampling and tracing included
     sampling_seconds: float  # time spent sizing the population between steps
     traced_step_ms_p50: float | None
     untraced_step_ms_p50: float | None
