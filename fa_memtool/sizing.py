@@ -130,6 +130,8 @@ def agent_attributes(agent: object) -> list[tuple[str, Any]]:
         if isinstance(slots, str):
             slots = (slots,)
         for name in slots:
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"  # name mangling of private slots
             if name in ("__dict__", "__weakref__") or name in seen:
                 continue
             seen.add(name)
@@ -181,15 +183,22 @@ class _Graph:
         if expand:
             self.pending.append(position)
         else:
-            self.sizes[position] = sys.getsizeof(obj)
+            self.sizes[position] = self._own_size(obj)
         return position
+
+    def _own_size(self, obj: object) -> int:
+        try:
+            return sys.getsizeof(obj)
+        except Exception:  # a broken __sizeof__ in user code: count the header, say so
+            self.unsized += 1
+            return object.__sizeof__(obj)
 
     def expand_all(self) -> None:
         pending = self.pending
         while pending:
             position = pending.pop()
             obj = self.objects[position]
-            size, referents = self._describe(obj)
+            size, referents = self.describe(obj)
             self.sizes[position] = size
             edges = self.children[position]
             for referent in referents:
@@ -197,13 +206,9 @@ class _Graph:
                 if child is not None and child != position:
                     edges.append(child)
 
-    def _describe(self, obj: object) -> tuple[int, Iterable[object]]:
+    def describe(self, obj: object) -> tuple[int, Iterable[object]]:
         """Own size of ``obj`` and the objects it owns references to."""
-        try:
-            size = sys.getsizeof(obj)
-        except Exception:  # a broken __sizeof__ in user code: count the header, say so
-            self.unsized += 1
-            size = object.__sizeof__(obj)
+        size = self._own_size(obj)
         numpy = self.numpy
         if numpy is not None and isinstance(obj, numpy.ndarray):
             return size, self._array_referents(obj)
@@ -213,12 +218,15 @@ class _Graph:
             except ValueError:  # a closed map holds no pages
                 pass
             return size, ()
+        if isinstance(obj, dict):
+            # A dict whose keys are all strings does not report its keys to the
+            # collector (strings cannot form cycles); they are still its memory.
+            referents = gc.get_referents(obj)
+            return size, [*obj.keys(), *referents] if type(obj) is dict else [*obj.keys(), *obj.values(), *referents]
         if isinstance(obj, types.FunctionType):
-            # A closure's captured cells and defaults are data; its code and globals are not.
-            owned: list[object] = list(obj.__closure__ or ())
-            owned.extend(obj.__defaults__ or ())
-            owned.extend((obj.__kwdefaults__ or {}).values())
-            return size, owned
+            # A closure's cells, defaults tuple, kwdefaults and attribute dict are data;
+            # its code, globals (a module dict), name and docstring are the program's.
+            return size, [item for item in gc.get_referents(obj) if not isinstance(item, (str, types.CodeType))]
         if isinstance(obj, types.MethodType):
             return size, (obj.__self__,)
         if isinstance(obj, memoryview):
@@ -234,9 +242,23 @@ class _Graph:
             owned.append(array.base)
         if type(array) is not self.numpy.ndarray:
             owned.extend(gc.get_referents(array))  # a subclass's instance dict (np.memmap's _mmap, ...)
-        if array.dtype.hasobject and array.dtype.fields is None:
-            owned.extend(array.flat)
+        if array.dtype.hasobject:
+            if array.dtype.fields is None:
+                owned.extend(array.flat)
+            else:  # a structured array with object fields
+                for name, (field_type, *_) in array.dtype.fields.items():
+                    if field_type.hasobject:
+                        owned.extend(array[name].flat)
         return owned
+
+
+def _reachable_ids(roots: Iterable[object], boundary_ids: set[int]) -> set[int]:
+    """Ids of every object the program's globals reach, agents excluded."""
+    graph = _Graph(boundary_ids, set(), 0)
+    for root in roots:
+        graph.node(root)
+    graph.expand_all()
+    return set(graph.index)
 
 
 def _topological_components(children: list[list[int]]) -> list[list[int]]:
@@ -346,7 +368,7 @@ def measure_population(
     """
     agent_list = list(agents)
     boundary_ids = {id(agent) for agent in agent_list}
-    global_ids = {id(value) for value in module_globals} - boundary_ids
+    global_ids = _reachable_ids(module_globals, boundary_ids)
 
     # Bit layout: per agent, one bit for the agent object itself, then one per attribute.
     bit_agent: list[int] = []
@@ -394,11 +416,13 @@ def measure_population(
                 value_nodes.append(value_node)
                 if value_node is not None:
                     graph.seeds[value_node] |= bit
-        else:
-            # Without attribute detail the agent's own referents are its contents.
-            for referent in gc.get_referents(agent):
+        # Whatever else the agent references (the items of a dict or list agent, all of
+        # it without attribute detail) belongs to the agent object itself.
+        covered = {id(getattr(agent, "__dict__", None))} | {id(value) for _, value in attribute_lists[agent_index]}
+        for referent in graph.describe(agent)[1]:
+            if id(referent) not in covered:
                 child = graph.node(referent)
-                if child is not None:
+                if child is not None and child != position:
                     graph.children[position].append(child)
         attribute_nodes.append(value_nodes)
     graph.expand_all()

@@ -38,10 +38,11 @@ def parse_size(text: str) -> int:
             f"cannot read {text!r} as a size; use a number with an optional unit "
             "(B, kB, MB, GB, KiB, MiB, GiB), e.g. '24 MB' or '1.5GiB'"
         )
-    number = float(match.group(1))
-    if match.group(2):
-        number *= 10 ** int(match.group(2))
-    return int(round(number * _UNITS[unit]))
+    try:
+        number = float(match.group(1)) * (10 ** int(match.group(2)) if match.group(2) else 1)
+        return int(round(number * _UNITS[unit]))
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text!r} is too large to be a size") from None
 
 
 def format_bytes(count: float, *, signed: bool = False) -> str:
@@ -50,10 +51,13 @@ def format_bytes(count: float, *, signed: bool = False) -> str:
     Decimal units match how sizes are usually written in budgets ("10MB"); the
     parser reads both decimal and binary units.
     """
+    count = float(count)
+    if abs(count) < 999.5:
+        count = round(count)
     sign = "+" if signed and count > 0 else ""
     if count < 0:
         sign, count = "-", -count
-    if count < 1000:
+    if count < 999.5:
         return f"{sign}{count:.0f} B"
     for unit in ("kB", "MB", "GB", "TB"):
         count /= 1000

@@ -1,0 +1,61 @@
+from collections import deque
+
+import pytest
+
+from fa_memtool.growth import analyse_growth, slope
+from fa_memtool.report import TimelineSample
+
+
+def _samples(per_agent: list[float], every: int = 5) -> list[TimelineSample]:
+    return [TimelineSample(step=i * every, per_agent_bytes=v, distinct_bytes=int(v), rss_bytes=0) for i, v in enumerate(per_agent)]
+
+
+def test_slope_is_least_squares():
+    steps = [0, 1, 2, 3]
+    values = [1.0, 3.0, 5.0, 7.0]
+    assert slope(steps, values) == pytest.approx(2.0)
+    assert slope([0], [5.0]) == 0.0
+    assert slope([2, 2], [1.0, 3.0]) == 0.0
+
+
+def test_linear_growth_is_a_leak_named_by_attribute():
+    growth_per_step = 800.0
+    series = [1000.0 + growth_per_step * 5 * i for i in range(11)]
+    history = [list(range(i)) for i in (3, 3)]
+    result = analyse_growth(_samples(series), {"history": series, "weights": [500.0] * 11}, {"history": history})
+    assert result.leaking
+    assert result.bytes_per_step_per_agent == pytest.approx(growth_per_step)
+    assert result.late_bytes_per_step_per_agent == pytest.approx(growth_per_step)
+    assert [item.name for item in result.attributes] == ["history"]
+    assert not result.attributes[0].bounded
+    assert "history" in result.verdict
+
+
+def test_full_deque_is_bounded_even_when_its_blocks_oscillate():
+    values = [760.0, 900.0, 1428.0, 900.0, 1428.0, 900.0, 1428.0, 1428.0, 900.0]
+    queues = [deque([1, 2, 3], maxlen=3), deque([4, 5, 6], maxlen=3)]
+    result = analyse_growth(_samples(values), {"recent": values}, {"recent": queues})
+    assert result.attributes[0].bounded
+    assert "maxlen=3" in result.attributes[0].reason
+    assert not result.leaking
+
+
+def test_growth_that_stops_is_bounded():
+    values = [0.0, 1000.0, 2000.0, 3000.0, 3000.0, 3000.0, 3000.0, 3000.0, 3000.0]
+    result = analyse_growth(_samples(values), {"cache": values}, {"cache": [{}]})
+    assert result.attributes[0].bounded
+    assert not result.leaking
+
+
+def test_stable_population():
+    values = [5000.0] * 6
+    result = analyse_growth(_samples(values), {"weights": values}, {})
+    assert not result.leaking
+    assert result.attributes == []
+    assert result.verdict.startswith("stable")
+
+
+def test_single_sample_cannot_judge():
+    result = analyse_growth(_samples([5000.0]), {"weights": [5000.0]}, {})
+    assert not result.leaking
+    assert "not enough samples" in result.verdict

@@ -1,0 +1,93 @@
+import dataclasses
+import json
+import os
+
+import pytest
+
+from fa_memtool.errors import ReportError, UsageError
+from fa_memtool.report import (
+    SCHEMA_VERSION,
+    Allocations,
+    GCReport,
+    Growth,
+    Population,
+    Report,
+    Timing,
+    Workload,
+    load_report,
+    report_from_json,
+    save_report,
+    write_atomic,
+)
+from fa_memtool.sizing import SharedGroup
+
+
+def _report() -> Report:
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        fa_mem_version="0",
+        complete=True,
+        workload=Workload("m.py", "m", "m.create_agents", "step", "default", 2, 3, 0, 1, True, "tracemalloc", "3.11", "linux"),
+        population=Population(2, 3, 100, 50.0, 40.0, 80, 20, 0, 7, None, 0),
+        agents=[],
+        shared=[SharedGroup(2, 20, 1, True, ["table"], "ndarray float64 (2,)", 20)],
+        growth=Growth([], 0.0, 0.0, 0.0, False, "stable"),
+        allocations=Allocations("tracemalloc", 10),
+        gc=GCReport([1, 0, 0], 0.001, 1.0, 0.01),
+        timing=Timing(0.1, 50.0, 1.0, 2.0, 3.0, 1.0, 1.1, 0.1, None, None, 0.1),
+        process=[],
+    )
+
+
+def test_round_trip_through_json(tmp_path):
+    report = _report()
+    path = tmp_path / "r.json"
+    save_report(report, path)
+    loaded = load_report(path)
+    assert dataclasses.asdict(loaded) == dataclasses.asdict(report)
+    assert isinstance(loaded.shared[0], SharedGroup)
+
+
+def test_unknown_fields_from_a_newer_version_are_ignored():
+    data = json.loads(_report().to_json())
+    data["population"]["something_new"] = 1
+    data["brand_new_section"] = {}
+    assert report_from_json(json.dumps(data)).population.distinct_bytes == 100
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("{", "not valid JSON"),
+        ("[]", "not an fa-mem report"),
+        (json.dumps({"schema_version": 999}), "schema_version 999"),
+        (json.dumps({"schema_version": SCHEMA_VERSION}), "not a complete"),
+    ],
+)
+def test_bad_reports_are_refused_with_one_reason(text, fragment):
+    with pytest.raises(ReportError, match=fragment):
+        report_from_json(text)
+
+
+def test_missing_report(tmp_path):
+    with pytest.raises(ReportError, match="no report at"):
+        load_report(tmp_path / "absent.json")
+
+
+def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "baseline.json"
+    path.write_text("old")
+
+    def broken_fsync(descriptor):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json"]
+
+
+def test_write_atomic_into_a_missing_directory(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        write_atomic(tmp_path / "nope" / "r.json", "x")
