@@ -204,7 +204,8 @@ def _float32_safe(attribute: AttributeValues, agents: int) -> Suggestion | None:
     for owner in float64:
         if checked_bytes >= FLOAT32_CHECK_BUDGET:
             break
-        round_trip = owner.astype(numpy.float32).astype(numpy.float64)
+        with numpy.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: that is the finding
+            round_trip = owner.astype(numpy.float32).astype(numpy.float64)
         if not numpy.allclose(round_trip, owner, rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL, equal_nan=True):
             return None
         finite = numpy.isfinite(owner)

@@ -37,15 +37,18 @@ def is_user_file(filename: str) -> bool:
     return not filename.startswith(_LIBRARY_DIRS) and not str(Path(filename).resolve()).startswith(_LIBRARY_DIRS)
 
 
+NO_USER_FRAME = "(libraries or imports; no user frame within the traced frames)"
+
+
 def user_frame(traceback: tracemalloc.Traceback | None) -> tracemalloc.Frame | None:
-    """The most recent frame in user code, else the most recent frame at all."""
+    """The most recent frame in user code, or None when every frame is a library's."""
     if traceback is None or len(traceback) == 0:
         return None
     # Traceback frames are sorted from the oldest to the most recent.
     for frame in reversed(traceback):
         if is_user_file(frame.filename):
             return frame
-    return traceback[-1]
+    return None
 
 
 def describe_frame(frame: tracemalloc.Frame) -> tuple[str, str]:
@@ -73,15 +76,16 @@ def sites_from_statistics(
         if size <= 0:
             continue
         frame = user_frame(traceback)
-        if frame is None:
-            continue
-        key = (frame.filename, frame.lineno)
+        key = (frame.filename, frame.lineno) if frame is not None else (NO_USER_FRAME, 0)
         totals = grouped.setdefault(key, [0, 0])
         totals[0] += size
         totals[1] += max(count, 0)
     ranked = sorted(grouped.items(), key=lambda item: item[1][0], reverse=True)[:limit]
     sites = []
     for (filename, lineno), (size, count) in ranked:
+        if filename == NO_USER_FRAME:
+            sites.append(AllocationSite(site=filename, function="", code="raise --trace-frames to see the caller", bytes=size, count=count))
+            continue
         site = f"{filename}:{lineno}"
         code = linecache.getline(filename, lineno).strip()
         sites.append(AllocationSite(site=site, function=_function_name(filename, lineno), code=code, bytes=size, count=count))

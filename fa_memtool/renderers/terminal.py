@@ -21,6 +21,8 @@ ATTRIBUTE_ROWS = 25
 def _short_site(site: str | None) -> str:
     if not site:
         return ""
+    if site.startswith("("):
+        return site
     path, _, line = site.rpartition(":")
     try:
         shown = os.path.relpath(path)
