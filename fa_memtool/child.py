@@ -454,7 +454,7 @@ class Measurement:
             resident_array_bytes=resident_arrays,
             allocated_array_bytes=allocated_arrays,
         )
-        report = Report(
+        profile_report = Report(
             schema_version=SCHEMA_VERSION,
             fa_mem_version=__version__,
             complete=failure is None,
@@ -489,7 +489,7 @@ class Measurement:
             self.notes.append("no step completed")
         import dataclasses
 
-        return {"report": dataclasses.asdict(report)}
+        return {"report": dataclasses.asdict(profile_report)}
 
 
 def main(argv: list[str]) -> int:

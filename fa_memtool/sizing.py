@@ -172,7 +172,7 @@ class _Graph:
             return None
         if isinstance(obj, _PROGRAM_TYPES):
             return None
-        if type(obj) is int and -5 <= obj <= 256:  # type: ignore[operator]
+        if type(obj) is int and -5 <= obj <= 256:
             return None  # cached small ints are interpreter singletons
         position = len(self.objects)
         self.index[key] = position
@@ -505,7 +505,7 @@ def measure_population(
     results: list[AgentSize] = []
     bit = 0
     for agent_index, agent in enumerate(agent_list):
-        attributes: list[AttributeSize] = []
+        sized_attributes: list[AttributeSize] = []
         self_bit = bit
         bit += 1
         for (name, value), value_node in zip(attribute_lists[agent_index], attribute_nodes[agent_index]):
@@ -515,7 +515,7 @@ def measure_population(
                 value_mask = masks[value_node]
                 sharers = len({bit_agent[b] for b in _bits(value_mask & (global_bit - 1))})
                 is_global = bool(value_mask & global_bit)
-            attributes.append(
+            sized_attributes.append(
                 AttributeSize(
                     name=name,
                     type_name=type(value).__name__,
@@ -528,7 +528,7 @@ def measure_population(
                 )
             )
             bit += 1
-        attributes.insert(
+        sized_attributes.insert(
             0,
             AttributeSize(
                 name=SELF_ATTRIBUTE,
@@ -548,7 +548,7 @@ def measure_population(
                 shared_bytes=shared[agent_index],
                 amortized_bytes=amortized[agent_index],
                 file_backed_bytes=file_backed[agent_index],
-                attributes=attributes if attribute_detail else [],
+                attributes=sized_attributes if attribute_detail else [],
             )
         )
     groups.sort(key=lambda group: group.bytes, reverse=True)
