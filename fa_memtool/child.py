@@ -25,7 +25,7 @@ import psutil
 
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
-from fa_memtool.errors import FaMemError
+from fa_memtool.errors import FaMemError, StepFailed
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.growth import analyse_growth
 from fa_memtool.report import (
@@ -217,7 +217,7 @@ class Measurement:
                     started = perf()
                     bound[index](observation)
                     latencies.append(perf() - started)
-                except Exception as error:
+                except (Exception, SystemExit) as error:  # sys.exit() in a step is a failure too
                     failure = Failure(
                         kind="step",
                         message=(
@@ -257,7 +257,7 @@ class Measurement:
         stepped, failure = self._step_loop(agents, stream, None, traced_every=1)
         steps_phase = self.record_phase("steps")
         if failure is not None:
-            raise FaMemError(failure.message, detail=failure.traceback)
+            raise StepFailed(failure.message, detail=failure.traceback)
         return {
             "plain": {
                 "agents": len(agents),

@@ -31,7 +31,7 @@ from fa_memtool.errors import (
     UsageError,
     WorkloadError,
 )
-from fa_memtool.report import Report, ScalingFit, ScalingPoint, from_dict
+from fa_memtool.report import Failure, Report, ScalingFit, ScalingPoint, from_dict
 from fa_memtool.spec import RunSpec
 from fa_memtool.units import format_bytes
 from fa_memtool.workload import check_target
@@ -216,7 +216,14 @@ def profile(
         plain_spec = dataclasses.replace(spec, agents=agents, mode="plain", trace=False)
         if progress is not None:
             progress({"event": "configuration", "name": f"scaling, {agents} agents"})
-        plain = run_child(plain_spec, limits=limits, progress=progress)["plain"]
+        try:
+            plain = run_child(plain_spec, limits=limits, progress=progress)["plain"]
+        except StepFailed as failure:
+            # The profile itself is whole; keep it and say which scaling run failed.
+            report.error = Failure(kind="scaling", message=f"in the scaling run with {agents} agents, {failure.message}",
+                                   traceback=failure.detail)
+            report.notes.append("the RSS fit was skipped because a scaling run failed")
+            return report
         points.append(ScalingPoint(**plain))
         if agents == spec.agents:
             report.timing.plain_stepping_seconds = plain["stepping_seconds"]

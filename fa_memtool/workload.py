@@ -87,6 +87,10 @@ def load_module(target: str) -> ModuleType:
         ) from error
     except WorkloadError:
         raise
+    except SystemExit as error:
+        raise WorkloadError(
+            f"importing {target} called sys.exit({error.code!r}){_user_frame(error)}", detail=_short_traceback(error)
+        ) from error
     except Exception as error:
         raise WorkloadError(
             f"importing {target} failed: {type(error).__name__}: {error}{_user_frame(error)}",
@@ -121,7 +125,7 @@ def build_agents(factory_name: str, factory: Callable[..., Any], agents: int, se
     """Call the factory and check that it returned a non-empty list of agents."""
     try:
         built = factory(agents, seed)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise WorkloadError(
             f"{factory_name}({agents}, {seed}) raised {type(error).__name__}: {error}{_user_frame(error)}",
             detail=_short_traceback(error),

@@ -42,7 +42,9 @@ def _root(
 def _fail(message: str, code: int, detail: str | None, debug: bool) -> int:
     if debug and detail:
         sys.stderr.write(detail.rstrip() + "\n")
-    sys.stderr.write(f"fa-mem: error: {message}\n")
+    # One line, whatever the user's exception message holds.
+    one_line = " / ".join(part.strip() for part in message.splitlines() if part.strip())
+    sys.stderr.write(f"fa-mem: error: {one_line}\n")
     return code
 
 
