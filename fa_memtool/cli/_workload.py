@@ -1,0 +1,155 @@
+"""Workload flags shared by profile, gate and baseline, merged with [tool.fa-mem].
+
+Every option defaults to None so that "not given" can fall back to the config file
+and then to fa-mem's default.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fa_memtool.cli._common import int_list_option, size_option
+from fa_memtool.config import Config
+from fa_memtool.errors import UsageError
+from fa_memtool.runner import Limits, default_max_memory, default_scaling
+from fa_memtool.spec import RunSpec
+
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+
+PathArgument = Annotated[
+    str | None,
+    typer.Argument(help="The agent module: a .py file or a dotted module name. [default: module in [tool.fa-mem]]", show_default=False),
+]
+AgentsOption = Annotated[int | None, typer.Option("--agents", "-n", help="Number of agents to build. [default: 10]", show_default=False)]
+StepsOption = Annotated[int | None, typer.Option("--steps", help="Steps to run every agent for. [default: 100]", show_default=False)]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed for the factory and the observation stream. [default: 0]", show_default=False)]
+FactoryOption = Annotated[
+    str | None,
+    typer.Option("--factory", help="Factory: NAME in the module or package.module:function. [default: create_agents]", show_default=False),
+]
+StepMethodOption = Annotated[str | None, typer.Option("--step-method", help="Method called with each observation. [default: step]", show_default=False)]
+SampleEveryOption = Annotated[
+    int | None, typer.Option("--sample-every", help="Size the population every K steps. [default: about 20 samples per run]", show_default=False)
+]
+ScalingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scaling",
+        help="Population sizes for the fixed + N x per-agent RSS fit, e.g. 1,10,50, each in its own process; 'none' to skip.",
+        show_default=False,
+    ),
+]
+TraceOption = Annotated[
+    bool | None, typer.Option("--trace/--no-trace", help="Record allocation sites with tracemalloc. [default: trace]", show_default=False)
+]
+TraceFramesOption = Annotated[int, typer.Option("--trace-frames", help="Frames kept per traced allocation.")]
+MaxMemoryOption = Annotated[
+    str | None, typer.Option("--max-memory", help="Stop the workload above this RSS, e.g. 4GB. [default: 75% of RAM]", show_default=False)
+]
+TimeoutOption = Annotated[
+    float | None, typer.Option("--timeout", help="Stop each measuring process after SECONDS. [default: 3600]", show_default=False)
+]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks and the measuring process's output on errors.")]
+
+
+@dataclass
+class WorkloadFlags:
+    path: str | None = None
+    agents: int | None = None
+    steps: int | None = None
+    seed: int | None = None
+    factory: str | None = None
+    step_method: str | None = None
+    sample_every: int | None = None
+    scaling: str | None = None
+    trace: bool | None = None
+    trace_frames: int = 10
+    max_memory: str | None = None
+    timeout: float | None = None
+
+
+def _pick(flag: Any, config: Config, key: str, default: Any) -> Any:
+    return flag if flag is not None else config.get(key, default)
+
+
+@dataclass
+class Workload:
+    spec: RunSpec
+    limits: Limits
+    scaling: list[int] | None
+
+    def command(self, verb: str, *extra: str) -> str:
+        """The command line that reruns this workload with another verb."""
+        spec = self.spec
+        parts = ["fa-mem", *verb.split(), spec.target, "-n", str(spec.agents), "--steps", str(spec.steps), "--seed", str(spec.seed)]
+        if spec.factory:
+            parts += ["--factory", spec.factory]
+        if spec.step_method != "step":
+            parts += ["--step-method", spec.step_method]
+        parts += list(extra)
+        return shlex.join(parts)
+
+
+def resolve_workload(
+    flags: WorkloadFlags,
+    config: Config,
+    *,
+    scaling_by_default: bool,
+    backend: str = "tracemalloc",
+    memray_output: str | None = None,
+) -> Workload:
+    target = flags.path or config.get("module")
+    if not target:
+        raise UsageError("give the agent module (a .py file or a dotted module name), or set module in [tool.fa-mem]")
+    if flags.path is None and config.source is not None:
+        target = os.path.relpath(target) if Path(target).exists() else target
+    agents = int(_pick(flags.agents, config, "agents", 10))
+    scaling_text = _pick(flags.scaling, config, "scaling", None)
+    if isinstance(scaling_text, list):
+        scaling_text = ",".join(str(item) for item in scaling_text)
+    if scaling_text is not None:
+        scaling = int_list_option(str(scaling_text), "--scaling")
+    else:
+        scaling = default_scaling(agents) if scaling_by_default else None
+    timeout = float(_pick(flags.timeout, config, "timeout", DEFAULT_TIMEOUT_SECONDS))
+    if timeout <= 0:
+        raise UsageError(f"--timeout must be more than 0 seconds (got {timeout:g})")
+    max_memory = _pick(flags.max_memory, config, "max-memory", None)
+    limit = size_option(str(max_memory), "--max-memory") if max_memory is not None else None
+    trace = bool(_pick(flags.trace, config, "trace", True))
+    if backend == "memray" and memray_output is None:
+        stem = os.path.splitext(os.path.basename(target))[0].split(".")[-1]
+        memray_output = os.path.abspath(f"fa-mem-{stem}.bin")
+    spec = RunSpec(
+        target=target,
+        agents=agents,
+        steps=int(_pick(flags.steps, config, "steps", 100)),
+        seed=int(_pick(flags.seed, config, "seed", 0)),
+        factory=_pick(flags.factory, config, "factory", None),
+        step_method=str(_pick(flags.step_method, config, "step-method", "step")),
+        sample_every=int(_pick(flags.sample_every, config, "sample-every", 0)),
+        trace=trace and backend == "tracemalloc",
+        trace_frames=flags.trace_frames,
+        backend=backend,
+        memray_output=memray_output,
+        working_directory=os.getcwd(),
+    )
+    return Workload(spec, Limits(max_memory=limit if limit is not None else default_max_memory(), timeout=timeout), scaling)
+
+
+def check_writable(path: str | None, flag: str) -> None:
+    """Refuse an output path that cannot be written before spending minutes measuring."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise UsageError(f"cannot write {flag} {path}: {directory} is not a writable directory")
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write {flag} {path}: it is a directory")
