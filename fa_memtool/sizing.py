@@ -130,8 +130,9 @@ def agent_attributes(agent: object) -> list[tuple[str, Any]]:
         if isinstance(slots, str):
             slots = (slots,)
         for name in slots:
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{name}"  # name mangling of private slots
+            stripped = klass.__name__.lstrip("_")
+            if name.startswith("__") and not name.endswith("__") and stripped:
+                name = f"_{stripped}{name}"  # name mangling of private slots
             if name in ("__dict__", "__weakref__") or name in seen:
                 continue
             seen.add(name)
@@ -208,33 +209,36 @@ class _Graph:
 
     def describe(self, obj: object) -> tuple[int, Iterable[object]]:
         """Own size of ``obj`` and the objects it owns references to."""
-        size = self._own_size(obj)
+        return self._own_size(obj), self.referents(obj)
+
+    def referents(self, obj: object) -> Iterable[object]:
+        """The objects ``obj`` owns references to (files it maps are noted on the side)."""
         numpy = self.numpy
         if numpy is not None and isinstance(obj, numpy.ndarray):
-            return size, self._array_referents(obj)
+            return self._array_referents(obj)
         if isinstance(obj, mmap.mmap):
             try:
                 self.file_sizes[self.index[id(obj)]] = len(obj)
             except ValueError:  # a closed map holds no pages
                 pass
-            return size, ()
+            return ()
         if isinstance(obj, dict):
             # A dict whose keys are all strings does not report its keys to the
             # collector (strings cannot form cycles); they are still its memory.
             referents = gc.get_referents(obj)
-            return size, [*obj.keys(), *referents] if type(obj) is dict else [*obj.keys(), *obj.values(), *referents]
+            return [*obj.keys(), *referents] if type(obj) is dict else [*obj.keys(), *obj.values(), *referents]
         if isinstance(obj, types.FunctionType):
             # A closure's cells, defaults tuple, kwdefaults and attribute dict are data;
             # its code, globals (a module dict), name and docstring are the program's.
-            return size, [item for item in gc.get_referents(obj) if not isinstance(item, (str, types.CodeType))]
+            return [item for item in gc.get_referents(obj) if not isinstance(item, (str, types.CodeType))]
         if isinstance(obj, types.MethodType):
-            return size, (obj.__self__,)
+            return (obj.__self__,)
         if isinstance(obj, memoryview):
             try:
-                return size, (obj.obj,)
+                return (obj.obj,)
             except ValueError:  # released view
-                return size, ()
-        return size, gc.get_referents(obj)
+                return ()
+        return gc.get_referents(obj)
 
     def _array_referents(self, array: Any) -> list[object]:
         owned: list[object] = []
@@ -386,40 +390,51 @@ def measure_population(
     global_bit = 1 << global_bit_index
     graph = _Graph(boundary_ids, global_ids, global_bit)
 
-    attribute_nodes: list[list[int | None]] = []
+    # First every agent's own structure (its object and instance dict), so that an
+    # agent holding another agent's dict reaches that dict, never through it.
+    self_bits: list[int] = []
     next_bit = 0
     for agent_index, agent in enumerate(agent_list):
         self_bit = 1 << next_bit
-        next_bit += 1
+        self_bits.append(self_bit)
+        next_bit += 1 + len(attribute_lists[agent_index])
         graph.boundary_ids.discard(id(agent))
         position = graph.node(agent, expand=False)  # expanded by hand below
         graph.boundary_ids.add(id(agent))
         if position is None:
             raise TypeError(f"agent {agent_index} is a {type(agent).__name__}, which cannot be sized")
         graph.seeds[position] |= self_bit
+        instance_dict = getattr(agent, "__dict__", None)
+        if attribute_detail and isinstance(instance_dict, dict):
+            dict_node = graph.node(instance_dict, expand=False)
+            if dict_node is not None:
+                graph.seeds[dict_node] |= self_bit
+                graph.children[position].append(dict_node)
+    attribute_nodes: list[list[int | None]] = []
+    for agent_index, agent in enumerate(agent_list):
+        position = graph.index[id(agent)]
+        bit = self_bits[agent_index]
         value_nodes: list[int | None] = []
-        if attribute_detail:
-            instance_dict = getattr(agent, "__dict__", None)
-            if isinstance(instance_dict, dict):
-                dict_node = graph.node(instance_dict, expand=False)
-                if dict_node is not None:
-                    graph.seeds[dict_node] |= self_bit
-                    graph.children[position].append(dict_node)
-                    for key in instance_dict:
-                        key_node = graph.node(key)
-                        if key_node is not None:
-                            graph.children[dict_node].append(key_node)
-            for name, value in attribute_lists[agent_index]:
-                bit = 1 << next_bit
-                next_bit += 1
-                value_node = graph.node(value)
-                value_nodes.append(value_node)
-                if value_node is not None:
-                    graph.seeds[value_node] |= bit
+        instance_dict = getattr(agent, "__dict__", None)
+        if attribute_detail and isinstance(instance_dict, dict):
+            dict_node = graph.index.get(id(instance_dict))
+            if dict_node is not None:
+                for key in instance_dict:
+                    key_node = graph.node(key)
+                    if key_node is not None:
+                        graph.children[dict_node].append(key_node)
+        for name, value in attribute_lists[agent_index]:
+            bit <<= 1
+            value_node = graph.node(value)
+            value_nodes.append(value_node)
+            if value_node is not None:
+                graph.seeds[value_node] |= bit
         # Whatever else the agent references (the items of a dict or list agent, all of
         # it without attribute detail) belongs to the agent object itself.
-        covered = {id(getattr(agent, "__dict__", None))} | {id(value) for _, value in attribute_lists[agent_index]}
-        for referent in graph.describe(agent)[1]:
+        covered = {id(value) for _, value in attribute_lists[agent_index]}
+        if attribute_detail:
+            covered.add(id(instance_dict))
+        for referent in graph.referents(agent):
             if id(referent) not in covered:
                 child = graph.node(referent)
                 if child is not None and child != position:

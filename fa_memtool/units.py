@@ -38,6 +38,8 @@ def parse_size(text: str) -> int:
             f"cannot read {text!r} as a size; use a number with an optional unit "
             "(B, kB, MB, GB, KiB, MiB, GiB), e.g. '24 MB' or '1.5GiB'"
         )
+    if match.group(2) and abs(int(match.group(2))) > 400:  # beyond any float: refuse before computing
+        raise ValueError(f"{text!r} is too large to be a size")
     try:
         number = float(match.group(1)) * (10 ** int(match.group(2)) if match.group(2) else 1)
         return int(round(number * _UNITS[unit]))

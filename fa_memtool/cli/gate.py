@@ -1,0 +1,234 @@
+"""``fa-mem gate`` and ``fa-mem baseline update``: memory regressions fail the build."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Annotated
+
+import typer
+
+from fa_memtool.cli._common import child_progress, size_option, stderr_console, stdout_console
+from fa_memtool.cli._workload import (
+    AgentsOption,
+    DebugOption,
+    FactoryOption,
+    MaxMemoryOption,
+    PathArgument,
+    ProgressOption,
+    SampleEveryOption,
+    ScalingOption,
+    SeedOption,
+    StepMethodOption,
+    StepsOption,
+    TimeoutOption,
+    TraceFramesOption,
+    TraceOption,
+    Workload,
+    WorkloadFlags,
+    check_writable,
+    resolve_workload,
+)
+from fa_memtool.config import Config, load_config, parse_fraction
+from fa_memtool.errors import EXIT_LIMIT_EXCEEDED, StepFailed, UsageError
+from fa_memtool.gate import (
+    DEFAULT_BASELINE,
+    Budgets,
+    Tolerances,
+    annotation_lines,
+    baseline_from_report,
+    compare,
+    load_baseline,
+    save_baseline,
+)
+from fa_memtool.renderers import gate as gate_renderer
+from fa_memtool.report import Report, load_report, save_report, write_atomic
+from fa_memtool.runner import profile
+
+BaselineOption = Annotated[
+    str | None, typer.Option("--baseline", help=f"Baseline file. [default: {DEFAULT_BASELINE}]", show_default=False)
+]
+ReportOption = Annotated[
+    str | None,
+    typer.Option("--report", help="Use a report saved by fa-mem profile --json instead of running the workload.", show_default=False),
+]
+
+
+def _measure(workload: Workload, saved: str | None, progress: bool) -> Report:
+    if saved is not None:
+        return load_report(saved)
+    with child_progress(progress) as on_event:
+        report = profile(workload.spec, limits=workload.limits, scaling=workload.scaling, progress=on_event)
+    if report.error is not None:
+        raise StepFailed(report.error.message, detail=report.error.traceback)
+    return report
+
+
+def _workload(flags: WorkloadFlags, config: Config, saved: str | None) -> Workload | None:
+    if saved is not None and flags.path is None and not config.get("module"):
+        return None
+    return resolve_workload(flags, config, scaling_by_default=False)
+
+
+def _baseline_path(flag: str | None, config: Config) -> str:
+    return flag or config.get("baseline") or DEFAULT_BASELINE
+
+
+def _update_command(workload: Workload | None, baseline: str, saved: str | None) -> str:
+    if workload is None:
+        return f"fa-mem baseline update --report {saved} --baseline {baseline}"
+    return workload.command("baseline update", "--baseline", baseline)
+
+
+def gate_command(
+    path: PathArgument = None,
+    agents: AgentsOption = None,
+    steps: StepsOption = None,
+    seed: SeedOption = None,
+    factory: FactoryOption = None,
+    step_method: StepMethodOption = None,
+    sample_every: SampleEveryOption = None,
+    scaling: ScalingOption = None,
+    trace: TraceOption = None,
+    trace_frames: TraceFramesOption = 10,
+    max_memory: MaxMemoryOption = None,
+    timeout: TimeoutOption = None,
+    baseline: BaselineOption = None,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Gate on the budgets alone.")] = False,
+    budget_per_agent: Annotated[
+        str | None, typer.Option("--budget-per-agent", help="Fail if any agent's amortized bytes exceed SIZE, e.g. 10MB.", show_default=False)
+    ] = None,
+    budget_total: Annotated[
+        str | None, typer.Option("--budget-total", help="Fail if the population's distinct bytes exceed SIZE.", show_default=False)
+    ] = None,
+    max_leak: Annotated[
+        str | None, typer.Option("--max-leak", help="Fail if growth per agent per step exceeds SIZE, e.g. 1KB.", show_default=False)
+    ] = None,
+    tolerance: Annotated[
+        str | None, typer.Option("--tolerance", help="Allowed growth of byte metrics over the baseline. [default: 1%]", show_default=False)
+    ] = None,
+    rss_tolerance: Annotated[
+        str | None, typer.Option("--rss-tolerance", help="Allowed growth of RSS metrics over the baseline. [default: 25%]", show_default=False)
+    ] = None,
+    min_change: Annotated[
+        str | None, typer.Option("--min-change", help="Byte changes smaller than SIZE never fail. [default: 1KiB]", show_default=False)
+    ] = None,
+    report_path: ReportOption = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="Write the gate result as JSON to FILE.", show_default=False)] = None,
+    save_report_path: Annotated[
+        str | None, typer.Option("--save-report", help="Also write the profile report JSON to FILE.", show_default=False)
+    ] = None,
+    markdown: Annotated[
+        str | None,
+        typer.Option("--markdown", help="Write a Markdown summary to FILE. [default: $GITHUB_STEP_SUMMARY when set]", show_default=False),
+    ] = None,
+    progress: ProgressOption = True,
+    debug: DebugOption = False,
+) -> None:
+    """Fail when agent memory regresses against the baseline or exceeds a budget.
+
+    Compares deterministic byte counts (amortized bytes per agent and per attribute,
+    distinct population bytes, growth per step) with --tolerance, and RSS figures with
+    the looser --rss-tolerance. Flags override [tool.fa-mem] in pyproject.toml.
+
+    Exit codes: 0 all checks hold; 1 a regression or a budget exceeded; 2 usage error,
+    missing/corrupt baseline or a baseline of another workload; 4 an agent raised; 5 over
+    --max-memory or --timeout; 130 interrupted.
+    """
+    config = load_config()
+    flags = WorkloadFlags(path, agents, steps, seed, factory, step_method, sample_every, scaling, trace, trace_frames, max_memory, timeout)
+    workload = _workload(flags, config, report_path)
+    baseline_file = _baseline_path(baseline, config)
+    update = _update_command(workload, baseline_file, report_path)
+    budgets = Budgets(
+        per_agent=size_option(_text(budget_per_agent, config, "budget-per-agent"), "--budget-per-agent"),
+        total=size_option(_text(budget_total, config, "budget-total"), "--budget-total"),
+        max_leak=size_option(_text(max_leak, config, "max-leak"), "--max-leak"),
+    )
+    defaults = Tolerances()
+    tolerances = Tolerances(
+        bytes_fraction=_fraction(tolerance, config, "tolerance", defaults.bytes_fraction),
+        rss_fraction=_fraction(rss_tolerance, config, "rss-tolerance", defaults.rss_fraction),
+        min_change_bytes=size_option(_text(min_change, config, "min-change"), "--min-change") or defaults.min_change_bytes,
+    )
+    summary_path = markdown or os.environ.get("GITHUB_STEP_SUMMARY") or None
+    for output, flag in ((json_path, "--json"), (save_report_path, "--save-report"), (markdown, "--markdown")):
+        check_writable(output, flag)
+    recorded = None if no_baseline else load_baseline(baseline_file, create_hint=update)
+    if no_baseline and budgets == Budgets():
+        raise UsageError("--no-baseline needs at least one budget (--budget-per-agent, --budget-total or --max-leak)")
+    if workload is None and report_path is None:
+        raise UsageError("give the agent module or --report FILE")
+    report = _measure(workload, report_path, progress) if workload is not None else load_report(report_path or "")
+    if save_report_path:
+        save_report(report, save_report_path)
+    result = compare(report, recorded, budgets=budgets, tolerances=tolerances, baseline_path=baseline_file, update_command=update)
+    gate_renderer.render(result, stdout_console())
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in annotation_lines(result):
+            print(line)
+    if json_path:
+        write_atomic(json_path, result.to_json())
+    if summary_path:
+        buffer = io.StringIO()
+        gate_renderer.render_markdown(result, buffer)
+        if markdown:
+            write_atomic(markdown, buffer.getvalue())
+        else:  # $GITHUB_STEP_SUMMARY collects every step's summary: append
+            with open(summary_path, "a", encoding="utf-8") as summary:
+                summary.write(buffer.getvalue())
+    if not result.passed:
+        raise typer.Exit(EXIT_LIMIT_EXCEEDED)
+
+
+def _text(flag: str | None, config: Config, key: str) -> str | None:
+    value = flag if flag is not None else config.get(key)
+    return None if value is None else str(value)
+
+
+def _fraction(flag: str | None, config: Config, key: str, default: float) -> float:
+    value = flag if flag is not None else config.get(key)
+    return default if value is None else parse_fraction(value, f"--{key}")
+
+
+def baseline_update_command(
+    path: PathArgument = None,
+    agents: AgentsOption = None,
+    steps: StepsOption = None,
+    seed: SeedOption = None,
+    factory: FactoryOption = None,
+    step_method: StepMethodOption = None,
+    sample_every: SampleEveryOption = None,
+    scaling: ScalingOption = None,
+    trace: TraceOption = None,
+    trace_frames: TraceFramesOption = 10,
+    max_memory: MaxMemoryOption = None,
+    timeout: TimeoutOption = None,
+    baseline: BaselineOption = None,
+    report_path: ReportOption = None,
+    progress: ProgressOption = True,
+    debug: DebugOption = False,
+) -> None:
+    """Measure the workload and write the baseline the gate compares with (atomically).
+
+    The baseline records the workload's fingerprint (module, factory, agents, steps,
+    seed, fa-mem and Python versions) so it is never compared with another workload.
+
+    Exit codes: 0 written; 2 usage error or unwritable path; 4 an agent raised (nothing
+    written); 5 over --max-memory or --timeout; 130 interrupted.
+    """
+    config = load_config()
+    flags = WorkloadFlags(path, agents, steps, seed, factory, step_method, sample_every, scaling, trace, trace_frames, max_memory, timeout)
+    workload = _workload(flags, config, report_path)
+    baseline_file = _baseline_path(baseline, config)
+    check_writable(baseline_file, "--baseline")
+    if workload is None and report_path is None:
+        raise UsageError("give the agent module or --report FILE")
+    report = _measure(workload, report_path, progress) if workload is not None else load_report(report_path or "")
+    recorded = baseline_from_report(report, update_command=_update_command(workload, baseline_file, report_path))
+    save_baseline(recorded, baseline_file)
+    population = report.population
+    stderr_console().print(
+        f"baseline written to {baseline_file}: {len(recorded.metrics)} metrics, "
+        f"{population.agents} agents x {report.workload.steps} steps"
+    )
