@@ -1,0 +1,222 @@
+"""pytest plugin: per-test memory budgets for the agents a test builds.
+
+    @pytest.mark.agent_memory(per_agent="10 MB", total="512 MB", leak_per_step="1 KB")
+    def test_population(fa_mem):
+        agents = fa_mem.track(create_agents(50, seed=0))
+        fa_mem.run(steps=100)              # or step them yourself and call fa_mem.sample(step)
+
+A marked test may also simply return its list of agents. Limits differ per
+parametrised case through ``pytest.param(..., marks=pytest.mark.agent_memory(...))``;
+ini options (``fa_mem_budget_per_agent``, ``fa_mem_budget_total``, ``fa_mem_max_leak``)
+give defaults for every marked test. Sizes use the same parser as the CLI ("24 MB",
+"10MB", "1.5 GiB"). The sizing is fa-mem's own (exclusive / shared / amortized),
+in the test's process.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from fa_memtool.growth import slope
+from fa_memtool.sizing import PopulationSize, measure_population
+from fa_memtool.units import format_bytes, parse_size
+
+MARKER = "agent_memory"
+_RESULT_KEY = pytest.StashKey["AgentMemoryFailure | None"]()
+_TRACKER_KEY = pytest.StashKey["AgentTracker"]()
+AGENT_ROWS = 20
+
+
+class AgentTracker:
+    """What the ``fa_mem`` fixture gives a test: register agents, step them, sample them."""
+
+    def __init__(self) -> None:
+        self.agents: list[Any] = []
+        self.samples: list[tuple[int, float]] = []  # (step, mean amortized bytes per agent)
+        self.last: PopulationSize | None = None
+
+    def track(self, agents: Sequence[Any]) -> list[Any]:
+        """Register the population (returns it) and take the first sample at step 0."""
+        self.agents = list(agents)
+        if not self.agents:
+            raise ValueError("fa_mem.track() needs at least one agent")
+        self.samples.clear()
+        self.sample(0)
+        return self.agents
+
+    def sample(self, step: int) -> PopulationSize:
+        """Size the tracked population after ``step`` steps (for the leak limit)."""
+        if not self.agents:
+            raise RuntimeError("call fa_mem.track(agents) before sampling")
+        sized = measure_population(self.agents)
+        self.samples.append((step, sum(agent.amortized_bytes for agent in sized.agents) / len(sized.agents)))
+        self.last = sized
+        return sized
+
+    def run(
+        self,
+        steps: int,
+        *,
+        observe: Callable[[Any, int, Any], Any] | None = None,
+        seed: int = 0,
+        step_method: str = "step",
+        sample_every: int = 0,
+    ) -> None:
+        """Step every tracked agent with fa-mem's seeded observation stream, sampling as it goes."""
+        from fa_memtool.workload import ObservationStream
+
+        stream = ObservationStream(observe, seed, len(self.agents))
+        interval = sample_every or max(1, steps // 20)
+        start = self.samples[-1][0] if self.samples else 0
+        for offset in range(steps):
+            step = start + offset
+            for index, agent in enumerate(self.agents):
+                getattr(agent, step_method)(stream.next(agent, index, step))
+            if (offset + 1) % interval == 0 or offset + 1 == steps:
+                self.sample(step + 1)
+
+    def growth_per_step(self) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        steps = [step for step, _ in self.samples]
+        values = [value for _, value in self.samples]
+        fitted = steps[1:] if len(steps) >= 3 else steps
+        return slope(fitted, values[-len(fitted):])
+
+
+@dataclass
+class AgentMemoryFailure:
+    reasons: list[str]
+    table: str = ""
+    details: list[str] = field(default_factory=list)
+
+
+def _limit(marker: pytest.Mark | None, config: pytest.Config, keyword: str, ini: str) -> int | None:
+    value = marker.kwargs.get(keyword) if marker is not None else None
+    if value is None:
+        value = config.getini(ini) or None
+    if value is None:
+        return None
+    try:
+        return parse_size(str(value)) if not isinstance(value, (int, float)) else int(value)
+    except ValueError as error:
+        raise pytest.UsageError(f"agent_memory {keyword}: {error}") from None
+
+
+def _table(sized: PopulationSize) -> str:
+    lines = [f"{'agent':>6}  {'type':<20} {'exclusive':>11} {'shared':>11} {'amortized':>11}"]
+    for agent in sized.agents[:AGENT_ROWS]:
+        lines.append(
+            f"{agent.index:>6}  {agent.type_name[:20]:<20} {format_bytes(agent.exclusive_bytes):>11} "
+            f"{format_bytes(agent.shared_bytes):>11} {format_bytes(agent.amortized_bytes):>11}"
+        )
+    if len(sized.agents) > AGENT_ROWS:
+        lines.append(f"{'...':>6}  {len(sized.agents) - AGENT_ROWS} more agents")
+    largest = max(sized.agents, key=lambda agent: agent.amortized_bytes)
+    lines.append("")
+    lines.append(f"largest agent ({largest.index}) by attribute:")
+    for attribute in sorted(largest.attributes, key=lambda item: item.amortized_bytes, reverse=True)[:10]:
+        shared = f", shared by {attribute.sharers}" if attribute.sharers > 1 else ""
+        lines.append(f"  .{attribute.name:<24} {format_bytes(attribute.amortized_bytes):>11}  ({attribute.type_name}{shared})")
+    lines.append(f"population distinct bytes: {format_bytes(sized.distinct_bytes)}")
+    return "\n".join(lines)
+
+
+def check(tracker: AgentTracker, *, per_agent: int | None, total: int | None, leak_per_step: int | None) -> AgentMemoryFailure | None:
+    """None when every limit holds, else the reasons and the per-agent table."""
+    if not tracker.agents:
+        return AgentMemoryFailure(["the test is marked agent_memory but tracked no agents: use fa_mem.track(agents) or return them"])
+    sized = measure_population(tracker.agents)
+    reasons = []
+    if per_agent is not None:
+        over = [agent for agent in sized.agents if agent.amortized_bytes > per_agent]
+        if over:
+            worst = max(over, key=lambda agent: agent.amortized_bytes)
+            reasons.append(
+                f"{len(over)} of {len(sized.agents)} agents over per_agent={format_bytes(per_agent)} "
+                f"(largest: agent {worst.index}, {format_bytes(worst.amortized_bytes)} amortized)"
+            )
+    if total is not None and sized.distinct_bytes > total:
+        reasons.append(f"population {format_bytes(sized.distinct_bytes)} over total={format_bytes(total)}")
+    if leak_per_step is not None:
+        growth = tracker.growth_per_step()
+        if growth is None:
+            reasons.append("leak_per_step needs samples over steps: call fa_mem.run(steps) or fa_mem.sample(step)")
+        elif growth > leak_per_step:
+            reasons.append(
+                f"agents grow {format_bytes(growth)} per agent per step, over leak_per_step={format_bytes(leak_per_step)}"
+            )
+    if not reasons:
+        return None
+    return AgentMemoryFailure(reasons, _table(sized))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("fa_mem_budget_per_agent", "default per-agent budget (amortized bytes) for tests marked agent_memory")
+    parser.addini("fa_mem_budget_total", "default population budget (distinct bytes) for tests marked agent_memory")
+    parser.addini("fa_mem_max_leak", "default growth limit per agent per step for tests marked agent_memory")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(per_agent=None, total=None, leak_per_step=None): fail the test when the agents it "
+        "tracks (fa_mem.track or returned) exceed these budgets (sizes such as '10 MB')",
+    )
+
+
+@pytest.fixture
+def fa_mem(request: pytest.FixtureRequest) -> AgentTracker:
+    """Track a population of agents for the agent_memory marker."""
+    tracker = AgentTracker()
+    request.node.stash[_TRACKER_KEY] = tracker
+    return tracker
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """For marked tests, call the test ourselves to keep a returned list of agents."""
+    if pyfuncitem.get_closest_marker(MARKER) is None or inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = inspect.signature(pyfuncitem.obj).parameters
+    returned = pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names if name in pyfuncitem.funcargs})
+    if isinstance(returned, (list, tuple)) and returned:
+        tracker = pyfuncitem.stash.setdefault(_TRACKER_KEY, AgentTracker())
+        if not tracker.agents:
+            tracker.track(returned)
+    return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    outcome = yield
+    marker = item.get_closest_marker(MARKER)
+    if marker is None or outcome.excinfo is not None:
+        return
+    config = item.config
+    item.stash[_RESULT_KEY] = check(
+        item.stash.get(_TRACKER_KEY, AgentTracker()),
+        per_agent=_limit(marker, config, "per_agent", "fa_mem_budget_per_agent"),
+        total=_limit(marker, config, "total", "fa_mem_budget_total"),
+        leak_per_step=_limit(marker, config, "leak_per_step", "fa_mem_max_leak"),
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    if call.when != "call":
+        return
+    failure = item.stash.get(_RESULT_KEY, None)
+    if failure is None:
+        return
+    report = outcome.get_result()
+    report.outcome = "failed"
+    report.longrepr = "agent memory over budget:\n  " + "\n  ".join(failure.reasons)
+    if failure.table:
+        report.sections.append(("fa-mem agent memory", failure.table))
