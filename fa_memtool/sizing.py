@@ -59,6 +59,10 @@ _PROGRAM_TYPES: tuple[type, ...] = (
     types.GetSetDescriptorType,
     types.MemberDescriptorType,
 )
+# Types that own no references (their size is all there is) and containers whose
+# gc referents are exactly their items: the fast paths of the walk.
+_ATOMIC_TYPES = frozenset({str, bytes, int, float, complex, bool, range, type(None)})
+_CONTAINER_TYPES = frozenset({list, tuple, set, frozenset})
 _SINGLETONS = frozenset(map(id, (None, True, False, Ellipsis, NotImplemented, (), "")))
 SELF_ATTRIBUTE = "(object)"  # the agent's own header, instance dict and attribute names
 
@@ -195,16 +199,27 @@ class _Graph:
             return object.__sizeof__(obj)
 
     def expand_all(self) -> None:
-        pending = self.pending
+        # The hot loop of every measurement: known objects are found with one dict
+        # lookup; only first sightings go through node()'s checks.
+        pending, objects, sizes, children = self.pending, self.objects, self.sizes, self.children
+        index, boundary, node, referents_of, own_size = self.index, self.boundary_ids, self.node, self.referents, self._own_size
         while pending:
             position = pending.pop()
-            obj = self.objects[position]
-            size, referents = self.describe(obj)
-            self.sizes[position] = size
-            edges = self.children[position]
-            for referent in referents:
-                child = self.node(referent)
-                if child is not None and child != position:
+            obj = objects[position]
+            sizes[position] = own_size(obj)
+            if type(obj) in _ATOMIC_TYPES:
+                continue
+            edges = children[position]
+            for referent in referents_of(obj):
+                key = id(referent)
+                if key in boundary:
+                    continue
+                child = index.get(key)
+                if child is None:
+                    child = node(referent)
+                    if child is None:
+                        continue
+                if child != position:
                     edges.append(child)
 
     def describe(self, obj: object) -> tuple[int, Iterable[object]]:
@@ -213,6 +228,13 @@ class _Graph:
 
     def referents(self, obj: object) -> Iterable[object]:
         """The objects ``obj`` owns references to (files it maps are noted on the side)."""
+        kind = type(obj)
+        if kind in _CONTAINER_TYPES:
+            return gc.get_referents(obj)
+        if kind is dict:
+            # A dict whose keys are all strings does not report its keys to the
+            # collector (strings cannot form cycles); they are still its memory.
+            return [*obj.keys(), *gc.get_referents(obj)]  # type: ignore[attr-defined]
         numpy = self.numpy
         if numpy is not None and isinstance(obj, numpy.ndarray):
             return self._array_referents(obj)
@@ -266,7 +288,9 @@ def _reachable_ids(roots: Iterable[object], boundary_ids: set[int]) -> set[int]:
 
 
 def _topological_components(children: list[list[int]]) -> list[list[int]]:
-    """Strongly connected components, sources first (iterative Tarjan)."""
+    """Strongly connected components of the nodes that have children, sources first
+    (iterative Tarjan). Leaves (arrays, strings, numbers: most nodes) cannot be part
+    of a cycle and receive their masks from their parents, so they are left out."""
     count = len(children)
     index_of = [-1] * count
     lowlink = [0] * count
@@ -275,7 +299,7 @@ def _topological_components(children: list[list[int]]) -> list[list[int]]:
     components: list[list[int]] = []
     counter = 0
     for root in range(count):
-        if index_of[root] != -1:
+        if index_of[root] != -1 or not children[root]:
             continue
         work: list[tuple[int, int]] = [(root, 0)]
         index_of[root] = lowlink[root] = counter
@@ -288,6 +312,8 @@ def _topological_components(children: list[list[int]]) -> list[list[int]]:
             if edge < len(edges):
                 work[-1] = (node, edge + 1)
                 child = edges[edge]
+                if not children[child]:
+                    continue
                 if index_of[child] == -1:
                     index_of[child] = lowlink[child] = counter
                     counter += 1
@@ -315,18 +341,51 @@ def _topological_components(children: list[list[int]]) -> list[list[int]]:
     return components
 
 
+def _compact(mask: int) -> int:
+    """Masks with one bit (most nodes) are kept as ``~position``: a small int, cheap
+    to hash and compare, where the wide integer would cost time in every lookup."""
+    if mask and not mask & (mask - 1):
+        return ~(mask.bit_length() - 1)
+    return mask
+
+
+def _wide(mask: int) -> int:
+    return 1 << ~mask if mask < 0 else mask
+
+
+def _merge(current: int, incoming: int) -> int:
+    if current == incoming or not incoming:
+        return current
+    if not current:
+        return incoming
+    return _wide(current) | _wide(incoming)
+
+
 def _propagate(graph: _Graph) -> list[int]:
-    masks = list(graph.seeds)
+    """Compact masks (see _compact) of who reaches every node."""
+    masks = [_compact(seed) if seed else 0 for seed in graph.seeds]
     children = graph.children
-    component_of = [0] * len(masks)
+    component_of = [-1] * len(masks)
     components = _topological_components(children)
     for number, component in enumerate(components):
-        for member in component:
-            component_of[member] = number
+        if len(component) > 1:
+            for member in component:
+                component_of[member] = number
     for number, component in enumerate(components):
+        if len(component) == 1:  # the common case: no cycle through this node
+            member = component[0]
+            mask = masks[member]
+            if mask:
+                for child in children[member]:
+                    current = masks[child]
+                    if not current:
+                        masks[child] = mask
+                    elif current != mask:
+                        masks[child] = _merge(current, mask)
+            continue
         mask = 0
         for member in component:
-            mask |= masks[member]
+            mask = _merge(mask, masks[member])
         for member in component:
             masks[member] = mask
         if not mask:
@@ -334,15 +393,21 @@ def _propagate(graph: _Graph) -> list[int]:
         for member in component:
             for child in children[member]:
                 if component_of[child] != number:
-                    masks[child] |= mask
+                    masks[child] = _merge(masks[child], mask)
     return masks
 
 
 def _bits(mask: int) -> Iterator[int]:
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
+    """Positions of the set bits, lowest first (string search: linear, not quadratic, in the width)."""
+    if not mask & (mask - 1):  # zero or one bit: most masks, worth no string
+        if mask:
+            yield mask.bit_length() - 1
+        return
+    digits = bin(mask)[:1:-1]  # least significant digit first
+    position = digits.find("1")
+    while position != -1:
+        yield position
+        position = digits.find("1", position + 1)
 
 
 def _describe_object(obj: object) -> str:
@@ -443,18 +508,21 @@ def measure_population(
     graph.expand_all()
     masks = _propagate(graph)
 
-    # Aggregate bytes by mask: few distinct masks, so per-bit work stays small.
-    heap_by_mask: dict[int, int] = {}
+    # Aggregate bytes by mask: few distinct masks, so per-bit work stays small. Masks
+    # are wide integers, so each node costs one lookup: [heap bytes, objects, largest].
+    by_mask: dict[int, list[int]] = {}
     file_by_mask: dict[int, int] = {}
-    count_by_mask: dict[int, int] = {}
-    largest_by_mask: dict[int, int] = {}
     sizes = graph.sizes
     for position, mask in enumerate(masks):
-        heap_by_mask[mask] = heap_by_mask.get(mask, 0) + sizes[position]
-        count_by_mask[mask] = count_by_mask.get(mask, 0) + 1
-        best = largest_by_mask.get(mask)
-        if best is None or sizes[position] > sizes[best]:
-            largest_by_mask[mask] = position
+        entry = by_mask.get(mask)
+        size = sizes[position]
+        if entry is None:
+            by_mask[mask] = [size, 1, position]
+        else:
+            entry[0] += size
+            entry[1] += 1
+            if size > sizes[entry[2]]:
+                entry[2] = position
     for position, file_bytes in graph.file_sizes.items():
         mask = masks[position]
         file_by_mask[mask] = file_by_mask.get(mask, 0) + file_bytes
@@ -470,32 +538,37 @@ def measure_population(
     bit_amortized = [0.0] * bit_count
     bit_file = [0] * bit_count
     groups: list[SharedGroup] = []
+    sharers_by_mask: dict[int, int] = {}
     distinct = shared_total = exclusive_total = file_total = 0
-    for mask, heap_bytes in heap_by_mask.items():
+    for mask, (heap_bytes, object_count, largest_position) in by_mask.items():
         file_bytes = file_by_mask.get(mask, 0)
         distinct += heap_bytes
         file_total += file_bytes
-        is_global = bool(mask & global_bit)
+        wide = _wide(mask)
+        is_global = bool(wide & global_bit)
         bits_by_agent: dict[int, list[int]] = {}
-        for bit in _bits(mask & (global_bit - 1)):
+        for bit in ((~mask,) if mask < 0 else _bits(wide & (global_bit - 1))):
+            if bit == global_bit_index:
+                continue
             bits_by_agent.setdefault(bit_agent[bit], []).append(bit)
         sharers = len(bits_by_agent)
+        sharers_by_mask[mask] = sharers
         if sharers == 0:
             continue  # unreachable from any agent (cannot happen: every node is reached)
         is_shared = sharers > 1 or is_global
         if is_shared:
             shared_total += heap_bytes
-            largest = graph.objects[largest_by_mask[mask]]
+            largest = graph.objects[largest_position]
             names = sorted({bit_name[bit] for bits in bits_by_agent.values() for bit in bits})
             groups.append(
                 SharedGroup(
                     sharers=sharers,
                     bytes=heap_bytes,
-                    objects=count_by_mask[mask],
+                    objects=object_count,
                     module_global=is_global,
                     attributes=names,
                     largest=_describe_object(largest),
-                    largest_bytes=sizes[largest_by_mask[mask]],
+                    largest_bytes=sizes[largest_position],
                 )
             )
         else:
@@ -528,8 +601,8 @@ def measure_population(
                 sharers, is_global = 0, False
             else:
                 value_mask = masks[value_node]
-                sharers = len({bit_agent[b] for b in _bits(value_mask & (global_bit - 1))})
-                is_global = bool(value_mask & global_bit)
+                sharers = sharers_by_mask[value_mask]
+                is_global = bool(_wide(value_mask) & global_bit)
             sized_attributes.append(
                 AttributeSize(
                     name=name,
