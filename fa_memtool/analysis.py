@@ -65,7 +65,7 @@ def buffer_owner(array: Any) -> Any:
     return array
 
 
-def _distinct_owners(arrays: Sequence[Any]) -> list[Any]:
+def distinct_owners(arrays: Sequence[Any]) -> list[Any]:
     seen: set[int] = set()
     owners = []
     for array in arrays:
@@ -104,7 +104,7 @@ def describe_value(value: Any) -> tuple[list[int] | None, str | None, int | None
 
 def resident_of(arrays: Sequence[Any]) -> int | None:
     """Resident bytes of the arrays' buffers (small buffers live in touched heap pages)."""
-    owners = _distinct_owners(arrays)
+    owners = distinct_owners(arrays)
     large = [owner for owner in owners if owner.nbytes >= MIN_ARRAY_BYTES and owner.flags.owndata]
     large_ids = {id(owner) for owner in large}
     small = sum(int(owner.nbytes) for owner in owners if id(owner) not in large_ids)
@@ -131,15 +131,17 @@ def _digest(array: Any) -> tuple[str, tuple[int, ...], bytes]:
 
 
 def _sparse_bytes(array: Any) -> int:
+    """Bytes of CSR storage of the array seen as (shape[0], -1): a value and a column
+    index per non-zero, and a row pointer per row (none for a vector)."""
     import numpy
 
     nonzero = int(numpy.count_nonzero(array))
-    rows = int(array.shape[0]) + 1 if array.ndim == 2 else 0
-    return nonzero * (array.itemsize + INDEX_BYTES) + rows * INDEX_BYTES
+    row_pointers = int(array.shape[0]) + 1 if array.ndim >= 2 else 0
+    return nonzero * (array.itemsize + INDEX_BYTES) + row_pointers * INDEX_BYTES
 
 
 def _mostly_zeros(attribute: AttributeValues, agents: int) -> Suggestion | None:
-    owners = _distinct_owners([array for arrays in attribute.arrays for array in arrays])
+    owners = distinct_owners([array for arrays in attribute.arrays for array in arrays])
     candidates = [owner for owner in owners if owner.nbytes >= MIN_ARRAY_BYTES and owner.size]
     dense = sparse = 0
     fractions = []
@@ -168,7 +170,7 @@ def _mostly_zeros(attribute: AttributeValues, agents: int) -> Suggestion | None:
 
 
 def _identical(attribute: AttributeValues, agents: int) -> Suggestion | None:
-    owners = _distinct_owners([array for arrays in attribute.arrays for array in arrays])
+    owners = distinct_owners([array for arrays in attribute.arrays for array in arrays])
     groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
     for owner in owners:
         if owner.nbytes >= 1024:
@@ -195,7 +197,7 @@ def _identical(attribute: AttributeValues, agents: int) -> Suggestion | None:
 def _float32_safe(attribute: AttributeValues, agents: int) -> Suggestion | None:
     import numpy
 
-    owners = _distinct_owners([array for arrays in attribute.arrays for array in arrays])
+    owners = distinct_owners([array for arrays in attribute.arrays for array in arrays])
     float64 = [owner for owner in owners if owner.dtype == numpy.float64 and owner.nbytes >= MIN_ARRAY_BYTES]
     if not float64:
         return None
@@ -252,20 +254,22 @@ def _growth_suggestion(attribute: AttributeValues, growth: AttributeGrowth, agen
             plain = sum(len(entry) for entry in raw)
             packed = sum(len(zlib.compress(entry, 6)) for entry in raw)
             ratio = packed / plain if plain else 1.0
-            saved = growth.end_bytes * (1.0 - ratio)
             evidence.update({"entries_compressed": len(raw), "zlib_ratio": ratio})
-            return Suggestion(
-                kind="unbounded-history",
-                attribute=attribute.name,
-                message=(
-                    f"{attribute.name} grows by {format_bytes(growth.bytes_per_step_per_agent)} per agent per step without bound; "
-                    f"its last {len(raw)} entries compress to {ratio:.1%} with zlib, and a maxlen bounds it"
-                ),
-                estimated_bytes_saved_per_agent=saved,
-                estimated_bytes_saved_total=saved * agents,
-                transformation="compressed-history",
-                evidence=evidence,
-            )
+            saved = growth.end_bytes * (1.0 - ratio)
+            if saved > 0:
+                return Suggestion(
+                    kind="unbounded-history",
+                    attribute=attribute.name,
+                    message=(
+                        f"{attribute.name} grows by {format_bytes(growth.bytes_per_step_per_agent)} per agent per step without bound; "
+                        f"its last {len(raw)} entries compress to {ratio:.1%} with zlib, and a maxlen bounds it"
+                    ),
+                    estimated_bytes_saved_per_agent=saved,
+                    estimated_bytes_saved_total=saved * agents,
+                    transformation="compressed-history",
+                    evidence=evidence,
+                )
+        # Entries that do not compress (or are not arrays): bounding is what helps.
         return Suggestion(
             kind="unbounded-history",
             attribute=attribute.name,
@@ -316,6 +320,7 @@ def suggest(
             suggestion = _growth_suggestion(by_name[item.name], item, agents, steps)
             if suggestion is not None:
                 found.append(suggestion)
+    found = [suggestion for suggestion in found if suggestion.estimated_bytes_saved_total > 0]
     for suggestion in found:
         suggestion.site = sites.get(suggestion.attribute)
     found.sort(key=lambda suggestion: suggestion.estimated_bytes_saved_total, reverse=True)
@@ -343,6 +348,6 @@ def attribute_report(size: Any, value: Any, arrays: list[Any], *, resident: int 
         dtype=dtype,
         length=length,
         zero_fraction=zero_fraction(arrays) if arrays else None,
-        array_bytes=sum(int(owner.nbytes) for owner in _distinct_owners(arrays)) if arrays else None,
+        array_bytes=sum(int(owner.nbytes) for owner in distinct_owners(arrays)) if arrays else None,
         resident_bytes=resident,
     )

@@ -9,6 +9,7 @@ goes out as JSON lines on PROGRESS_FD, so the user's own prints cannot garble it
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -143,7 +144,7 @@ class Measurement:
 
         stream = observation_stream(module, seed=spec.seed, agents=len(agents))
         if spec.mode == "plain":
-            return self._run_plain(agents, stream)
+            return self._run_plain(agents, stream, create_seconds)
         globals_ = program_globals(module)
         return self._run_profile(
             agents=agents,
@@ -252,7 +253,7 @@ class Measurement:
             failure,
         )
 
-    def _run_plain(self, agents: list[Any], stream: Any) -> dict[str, Any]:
+    def _run_plain(self, agents: list[Any], stream: Any, create_seconds: float) -> dict[str, Any]:
         build_phase = self.phases[-1]
         stepped, failure = self._step_loop(agents, stream, None, traced_every=1)
         steps_phase = self.record_phase("steps")
@@ -266,6 +267,7 @@ class Measurement:
                 "uss_after_build": build_phase.uss_bytes,
                 "uss_after_steps": steps_phase.uss_bytes,
                 "stepping_seconds": stepped["stepping_seconds"],
+                "create_seconds": create_seconds,
             }
         }
 
@@ -291,7 +293,15 @@ class Measurement:
 
         def sample(step: int) -> None:
             started = time.perf_counter()
-            sized = measure_population(agents, module_globals=globals_)
+            # The walk's own allocations must not trigger collections that would be
+            # counted as the agents' GC cost; nothing is collected meanwhile.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                sized = measure_population(agents, module_globals=globals_)
+            finally:
+                if collecting:
+                    gc.enable()
             count = len(sized.agents)
             totals: dict[str, float] = defaultdict(float)
             for agent in sized.agents:
@@ -348,15 +358,19 @@ class Measurement:
 
         attribute_values: dict[str, analysis.AttributeValues] = {}
         agent_reports: list[AgentReport] = []
-        allocated_arrays = 0
-        resident_arrays: int | None = 0
-        # Residency first, for every agent: the analysis below reads every array.
+        # Residency first, buffer by buffer, for every agent: the analysis below reads
+        # every array, which would map untouched pages.
         arrays_of: list[dict[str, list[Any]]] = []
-        resident_of: list[dict[str, int | None]] = []
+        owner_resident: dict[int, int | None] = {}
         for named in per_agent_values:
             arrays_of.append({name: analysis.numeric_arrays(value) for name, value in named.items()})
-            resident_of.append({name: analysis.resident_of(arrays) if arrays else None for name, arrays in arrays_of[-1].items()})
-        for sized, named, arrays_by_name, resident_by_name in zip(final.agents, per_agent_values, arrays_of, resident_of):
+            for arrays in arrays_of[-1].values():
+                for owner in analysis.distinct_owners(arrays):
+                    if id(owner) not in owner_resident:
+                        owner_resident[id(owner)] = analysis.resident_of([owner])
+        # Population totals: each unshared buffer once, even when two attributes reach it.
+        unshared_owners: dict[int, int] = {}
+        for sized, named, arrays_by_name in zip(final.agents, per_agent_values, arrays_of):
             reports = []
             for size in sized.attributes:
                 if size.name == SELF_ATTRIBUTE:
@@ -367,17 +381,16 @@ class Measurement:
                 entry = attribute_values.setdefault(size.name, analysis.AttributeValues(size.name))
                 entry.values.append(value)
                 entry.arrays.append(arrays)
-                report = analysis.attribute_report(size, value, arrays, resident=resident_by_name.get(size.name))
+                owners = analysis.distinct_owners(arrays)
+                residents = [owner_resident.get(id(owner)) for owner in owners]
+                resident = None if not owners or None in residents else sum(r or 0 for r in residents)
+                report = analysis.attribute_report(size, value, arrays, resident=resident)
                 if size.name in attribute_sites:
                     report.allocation_site, report.allocation_code = attribute_sites[size.name]
                 elif size.name in growth_sites:
                     report.allocation_site, report.allocation_code = growth_sites[size.name]
-                if not report.shared and report.array_bytes:
-                    allocated_arrays += report.array_bytes
-                    if resident_arrays is not None and report.resident_bytes is not None:
-                        resident_arrays += report.resident_bytes
-                    elif report.resident_bytes is None:
-                        resident_arrays = None
+                if not report.shared:
+                    unshared_owners.update((id(owner), int(owner.nbytes)) for owner in owners)
                 reports.append(report)
             agent_reports.append(
                 AgentReport(
@@ -390,6 +403,9 @@ class Measurement:
                     attributes=reports,
                 )
             )
+        allocated_arrays = sum(unshared_owners.values())
+        owner_residents = [owner_resident.get(key) for key in unshared_owners]
+        resident_arrays = None if None in owner_residents else sum(r or 0 for r in owner_residents)
         sites = {name: site for name, (site, _) in {**growth_sites, **attribute_sites}.items()}
         suggestions = analysis.suggest(
             list(attribute_values.values()), growth.attributes, agents=len(agents), steps=completed, sites=sites
@@ -403,12 +419,18 @@ class Measurement:
         untraced = stepped["untraced"]
         traced = stepped["traced"]
         stepping_seconds = stepped["stepping_seconds"]
-        all_latencies = untraced + traced
-        agent_steps = len(all_latencies)
-        untraced_mean = sum(untraced) / len(untraced) if untraced else None
-        tracing_extra = sum(traced) - len(traced) * untraced_mean if traced and untraced_mean is not None else 0.0
-        unprofiled = stepping_seconds - max(tracing_extra, 0.0)
-        overhead = (sampling[0] + max(tracing_extra, 0.0)) / unprofiled if unprofiled > 0 else 0.0
+        # Latency figures come from untraced steps when there are any: a traced step
+        # measures the tracer as much as the agent.
+        all_latencies = untraced or traced
+        agent_steps = len(untraced) + len(traced)
+        overhead: float | None = None
+        if untraced or not self.tracing:
+            # The stepping phase with nothing added: traced steps counted at the untraced mean.
+            untraced_mean = sum(untraced) / len(untraced) if untraced else 0.0
+            tracing_extra = max(sum(traced) - len(traced) * untraced_mean, 0.0)
+            unprofiled = stepping_seconds - tracing_extra
+            if unprofiled > 0:
+                overhead = (stepped["wall_seconds"] - unprofiled) / unprofiled
         timing = Timing(
             create_seconds=create_seconds,
             create_ms_per_agent=create_seconds * 1000.0 / len(agents),

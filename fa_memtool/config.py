@@ -78,10 +78,16 @@ def load_config(start: Path | None = None) -> Config:
         if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
             names = " or ".join(kind.__name__ for kind in accepted)
             raise UsageError(f"{path}: [tool.fa-mem] {key} must be a {names}, not {type(value).__name__}")
-        if key in PATH_KEYS:
-            value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
+        if key in PATH_KEYS and _looks_like_path(key, str(value)):
+            text = str(value)
+            value = str((path.parent / text).resolve()) if not Path(text).is_absolute() else text
         values[key] = value
     return Config(values=values, source=path)
+
+
+def _looks_like_path(key: str, value: str) -> bool:
+    """``module`` may be a dotted module name, which is left as it is."""
+    return key != "module" or value.endswith(".py") or "/" in value or "\\" in value
 
 
 def parse_fraction(value: str | int | float, flag: str) -> float:

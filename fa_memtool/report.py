@@ -56,6 +56,7 @@ class ScalingPoint:
     uss_after_build: int | None
     uss_after_steps: int | None
     stepping_seconds: float
+    create_seconds: float = 0.0
 
 
 @dataclass
@@ -174,7 +175,7 @@ class GCReport:
     collections: list[int]  # per generation, while stepping
     pause_seconds: float  # total time inside the collector while stepping
     max_pause_ms: float
-    overhead_fraction: float  # pause_seconds / stepping wall time
+    overhead_fraction: float  # pause_seconds / stepping_seconds (the agents' own step time)
     build_collections: list[int] = field(default_factory=lambda: [0, 0, 0])
     build_pause_seconds: float = 0.0
 
@@ -191,8 +192,9 @@ class Timing:
     sampling_seconds: float  # time spent sizing the population between steps
     traced_step_ms_p50: float | None
     untraced_step_ms_p50: float | None
-    profiling_overhead_fraction: float  # extra time the profile added to the stepping phase
+    profiling_overhead_fraction: float | None  # extra time the profile added to the stepping phase
     plain_stepping_seconds: float | None = None  # the same steps in an unprofiled child, when scaling ran
+    plain_create_ms_per_agent: float | None = None  # building in that unprofiled child (no tracing)
     target_create_ms_per_agent: float = 100.0
     target_step_ms: float = 50.0
 

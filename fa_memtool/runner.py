@@ -227,6 +227,7 @@ def profile(
         points.append(ScalingPoint(**plain))
         if agents == spec.agents:
             report.timing.plain_stepping_seconds = plain["stepping_seconds"]
+            report.timing.plain_create_ms_per_agent = plain["create_seconds"] * 1000.0 / agents
     report.scaling = fit_scaling(points)
     if report.scaling is not None:
         report.population.marginal_rss_per_agent = report.scaling.per_agent_bytes

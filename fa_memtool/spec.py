@@ -35,7 +35,7 @@ class RunSpec:
         if self.steps < 0:
             raise UsageError(f"--steps must be 0 or more (got {self.steps})")
         if self.sample_every < 0:
-            raise UsageError(f"--sample-every must be 1 or more (got {self.sample_every})")
+            raise UsageError(f"--sample-every must be 0 (about 20 samples per run) or more (got {self.sample_every})")
         if self.trace_frames < 1:
             raise UsageError(f"--trace-frames must be at least 1 (got {self.trace_frames})")
         if self.backend not in BACKENDS:

@@ -136,6 +136,12 @@ def build_agents(factory_name: str, factory: Callable[..., Any], agents: int, se
         )
     if not built:
         raise WorkloadError(f"{factory_name}({agents}, {seed}) returned an empty list; expected {agents} agents")
+    for index, agent in enumerate(built):
+        if agent is None or isinstance(agent, (bool, int, float, complex, str, bytes, type, ModuleType)):
+            raise WorkloadError(
+                f"{factory_name}({agents}, {seed}) returned {type(agent).__name__} {agent!r:.40} as agent {index}; "
+                "agents must be objects with a step method"
+            )
     return list(built)
 
 

@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = getattr(error, "exit_code", EXIT_USAGE)
         formatter = getattr(error, "format_message", None)
         message = formatter() if callable(formatter) else str(error)
-        code = _fail(f"{message} (see fa-mem --help)", exit_code, traceback.format_exc(), debug)
+        if message.strip():
+            code = _fail(f"{message} (see fa-mem --help)", exit_code, traceback.format_exc(), debug)
+        else:  # no command at all: the help was printed, that is the answer
+            code = exit_code
     else:
         code = result if isinstance(result, int) else 0
     sys.stdout.flush()

@@ -33,7 +33,7 @@ def render(result: GateResult, console: Console) -> None:
         for column in header:
             table.add_column(column, justify="left" if column == "metric" else "right")
         for row in _rows(result.regressions):
-            table.add_row(*row)
+            table.add_row(Text(row[0]), *row[1:])
         console.print(table)
     improvements = result.improvements
     if improvements:
@@ -41,7 +41,7 @@ def render(result: GateResult, console: Console) -> None:
         for column in header[:4]:
             table.add_column(column, justify="left" if column == "metric" else "right")
         for row in _rows(improvements[:IMPROVEMENTS_SHOWN]):
-            table.add_row(*row[:4])
+            table.add_row(Text(row[0]), *row[1:4])
         console.print(table)
     checked = len(result.checks)
     if result.passed:
@@ -49,7 +49,7 @@ def render(result: GateResult, console: Console) -> None:
     else:
         console.print(Text(f"fa-mem gate failed: {len(result.regressions)} of {checked} checks over their limits", style="bold red"))
     if improvements and result.update_command:
-        console.print(f"memory went down; record it as the new baseline with:\n  {result.update_command}")
+        console.print(Text(f"memory went down; record it as the new baseline with:\n  {result.update_command}"))
 
 
 def render_markdown(result: GateResult, out: TextIO) -> None:

@@ -15,6 +15,8 @@ from fa_memtool.summary import attribute_summaries, sparkline
 from fa_memtool.units import format_bytes
 
 AGENT_ROWS = 10
+# Under this RSS difference between population sizes, allocator noise dominates the fit.
+RSS_RESOLUTION = 1024 * 1024
 ATTRIBUTE_ROWS = 25
 
 
@@ -66,13 +68,17 @@ def _summary(report: Report) -> Panel:
     if population.file_backed_bytes:
         grid.add_row("file-backed", format_bytes(population.file_backed_bytes) + " memory-mapped (not heap)")
     if population.marginal_rss_per_agent is not None and report.scaling is not None:
-        sizes = ", ".join(str(point.agents) for point in report.scaling.points)
-        grid.add_row(
-            "marginal RSS",
+        points = report.scaling.points
+        sizes = ", ".join(str(point.agents) for point in points)
+        spread = max(point.rss_after_steps for point in points) - min(point.rss_after_steps for point in points)
+        text = (
             f"{format_bytes(population.marginal_rss_per_agent)} per agent after building, "
             f"{format_bytes(population.marginal_rss_per_agent_after_steps or 0)} after the steps; "
-            f"fixed {format_bytes(population.fixed_rss_bytes or 0)} (fit over N = {sizes})",
+            f"fixed {format_bytes(population.fixed_rss_bytes or 0)} (fit over N = {sizes})"
         )
+        if spread < RSS_RESOLUTION:
+            text += f"; below RSS resolution: the populations differ by {format_bytes(spread)} of RSS"
+        grid.add_row("marginal RSS", text)
     if population.resident_array_bytes is not None and population.allocated_array_bytes:
         share = population.resident_array_bytes / population.allocated_array_bytes
         grid.add_row(
@@ -83,9 +89,14 @@ def _summary(report: Report) -> Panel:
     verdict_style = "red" if report.growth.leaking else "green"
     grid.add_row("growth", Text(report.growth.verdict, style=verdict_style))
     timing = report.timing
-    grid.add_row("build", _target(timing.create_ms_per_agent, timing.target_create_ms_per_agent).append(" per agent"))
+    build = _target(timing.create_ms_per_agent, timing.target_create_ms_per_agent).append(" per agent")
+    if timing.plain_create_ms_per_agent is not None:
+        build.append(f" ({_ms(timing.plain_create_ms_per_agent)} without tracing)")
+    grid.add_row("build", build)
     step = _target(timing.step_ms_p50, timing.target_step_ms)
     step.append(f"  p95 {_ms(timing.step_ms_p95)} per agent step")
+    if timing.traced_step_ms_p50 is not None:
+        step.append(f" (traced steps: p50 {_ms(timing.traced_step_ms_p50)})")
     grid.add_row("step p50", step)
     gc_style = "green" if report.gc.overhead_fraction < 0.05 else "red"
     grid.add_row(
@@ -96,7 +107,10 @@ def _summary(report: Report) -> Panel:
             style=gc_style,
         ),
     )
-    overhead = f"{timing.profiling_overhead_fraction:.1%} added to the stepping phase by sampling and tracing"
+    if timing.profiling_overhead_fraction is None:
+        overhead = "not estimated (every step was traced; run more steps)"
+    else:
+        overhead = f"{timing.profiling_overhead_fraction:.1%} added to the stepping phase by sampling and tracing"
     if timing.plain_stepping_seconds:
         overhead += f" (stepping {timing.stepping_seconds:.2f} s profiled vs {timing.plain_stepping_seconds:.2f} s plain)"
     grid.add_row("profiling cost", overhead)
@@ -131,12 +145,12 @@ def _timeline(report: Report) -> Table | None:
         format_bytes(report.growth.rss_bytes_per_step, signed=True),
     )
     for attribute in report.growth.attributes[:5]:
-        label = Text(f"  .{attribute.name}")
+        label = Text(f"  .{attribute.name}")  # Text: user names are never markup
         label.append(" bounded" if attribute.bounded else " unbounded", style="green" if attribute.bounded else "red")
         table.add_row(
             label,
             format_bytes(attribute.start_bytes),
-            attribute.reason,
+            Text(attribute.reason),
             format_bytes(attribute.end_bytes),
             format_bytes(attribute.bytes_per_step_per_agent, signed=True),
         )
@@ -154,7 +168,7 @@ def _agents(report: Report) -> Table:
             table.add_row("...", f"{len(agents) - AGENT_ROWS} more", "", "", "")
         table.add_row(
             str(agent.index),
-            agent.type_name,
+            Text(agent.type_name),
             format_bytes(agent.exclusive_bytes),
             format_bytes(agent.shared_bytes),
             format_bytes(agent.amortized_bytes),
@@ -184,15 +198,15 @@ def _attributes(report: Report) -> Table:
         else:
             shared = "no"
         table.add_row(
-            summary.name,
-            summary.type_name,
+            Text(summary.name),
+            Text(summary.type_name),
             shape,
             format_bytes(summary.mean_deep_bytes),
             format_bytes(summary.mean_amortized_bytes),
             shared,
             _percent(summary.zero_fraction),
             _percent(summary.resident_fraction),
-            _short_site(summary.allocation_site),
+            Text(_short_site(summary.allocation_site)),
         )
     return table
 
@@ -205,7 +219,7 @@ def _shared(report: Report) -> Table | None:
         table.add_column(column, justify="right" if column in ("agents", "bytes", "objects") else "left")
     for group in report.shared[:8]:
         through = ", ".join(group.attributes[:4]) + (" (module global)" if group.module_global else "")
-        table.add_row(through, str(group.sharers), format_bytes(group.bytes), str(group.objects), group.largest)
+        table.add_row(Text(through), str(group.sharers), format_bytes(group.bytes), str(group.objects), Text(group.largest))
     return table
 
 
@@ -219,10 +233,10 @@ def _sites(report: Report) -> Table | None:
     table.add_column("bytes", justify="right")
     table.add_column("code")
     for site in allocations.construction[:5]:
-        table.add_row("build", _short_site(site.site), format_bytes(site.bytes), site.code)
+        table.add_row("build", Text(_short_site(site.site)), format_bytes(site.bytes), Text(site.code))
     label = f"per step ({allocations.traced_steps} traced)"
     for site in allocations.steps[:5]:
-        table.add_row(label, _short_site(site.site), format_bytes(site.bytes), site.code)
+        table.add_row(label, Text(_short_site(site.site)), format_bytes(site.bytes), Text(site.code))
         label = ""
     return table
 
@@ -236,7 +250,7 @@ def _suggestions(report: Report) -> Table | None:
     table.add_column("finding")
     for suggestion in report.suggestions[:10]:
         finding = suggestion.message + (f"  [{_short_site(suggestion.site)}]" if suggestion.site else "")
-        table.add_row(format_bytes(suggestion.estimated_bytes_saved_per_agent), suggestion.transformation, finding)
+        table.add_row(format_bytes(suggestion.estimated_bytes_saved_per_agent), suggestion.transformation, Text(finding))
     return table
 
 
@@ -253,9 +267,9 @@ def render(report: Report, console: Console) -> None:
     ]
     console.print(Group(*(part for part in parts if part is not None)))
     if report.allocations.memray_capture:
-        console.print(f"memray capture: {report.allocations.memray_capture}")
+        console.print(Text(f"memray capture: {report.allocations.memray_capture}"))
         for command in report.allocations.memray_commands:
-            console.print(f"  render it with: [bold]{command}[/bold]")
+            console.print(Text("  render it with: ").append(command, style="bold"))
     if report.error is not None:
         console.print(Text(f"incomplete: {report.error.message}", style="bold red"))
     for note in report.notes:
