@@ -55,7 +55,7 @@ from fa_memtool.workload import (
 )
 
 SITES_SHOWN = 10
-TRACED_STEPS = 5  # steps traced with tracemalloc per run, besides the last one
+TRACED_STEPS = 3  # steps traced with tracemalloc per run, besides the last one
 
 
 class Progress:
@@ -199,6 +199,7 @@ class Measurement:
         traced_latencies: list[float] = []
         untraced_latencies: list[float] = []
         step_sites = tracking.StepSites()
+        newest_sites: dict[str, tuple[str, str]] = {}
         stepping = 0.0
         failure: Failure | None = None
         perf = time.perf_counter
@@ -236,8 +237,12 @@ class Measurement:
             completed = step + 1
             if traced:
                 step_sites.add(tracking.take_snapshot())
-                if step != spec.steps - 1:
-                    tracemalloc.stop()
+                if step == spec.steps - 1:
+                    # Objects allocated by the last step still carry their traceback:
+                    # note, newest first, where each attribute's recent entries came from
+                    # (growing attributes are known only after the final sample).
+                    newest_sites = self._attribute_sites(agents[0], {name for name, _ in agent_attributes(agents[0])})
+                tracemalloc.stop()  # before sampling: a walk under the tracer is 30x slower
             if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps):
                 on_sample(completed)
             self.progress.send("steps", force=completed == spec.steps, done=completed, total=spec.steps)
@@ -249,6 +254,7 @@ class Measurement:
                 "traced": traced_latencies,
                 "untraced": untraced_latencies,
                 "step_sites": step_sites,
+                "newest_sites": newest_sites,
             },
             failure,
         )
@@ -347,11 +353,8 @@ class Measurement:
             for name, value in named.items():
                 values_by_name[name].append(value)
         growth = analyse_growth(samples, dict(series), values_by_name)
-        growth_sites: dict[str, tuple[str, str]] = {}
-        if tracemalloc.is_tracing():
-            growing = {item.name for item in growth.attributes}
-            growth_sites = self._attribute_sites(agents[0], growing) if growing else {}
-            tracemalloc.stop()
+        growing = {item.name for item in growth.attributes}
+        growth_sites = {name: site for name, site in stepped["newest_sites"].items() if name in growing}
         for item in growth.attributes:
             if item.name in growth_sites:
                 item.growth_site, item.growth_code = growth_sites[item.name]
