@@ -9,7 +9,6 @@ goes out as JSON lines on PROGRESS_FD, so the user's own prints cannot garble it
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
@@ -299,15 +298,9 @@ class Measurement:
 
         def sample(step: int) -> None:
             started = time.perf_counter()
-            # The walk's own allocations must not trigger collections that would be
-            # counted as the agents' GC cost; nothing is collected meanwhile.
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
-                sized = measure_population(agents, module_globals=globals_)
-            finally:
-                if collecting:
-                    gc.enable()
+            # measure_population pauses the collector: its walk never triggers a
+            # collection that would be counted as the agents' GC cost.
+            sized = measure_population(agents, module_globals=globals_)
             count = len(sized.agents)
             totals: dict[str, float] = defaultdict(float)
             for agent in sized.agents:

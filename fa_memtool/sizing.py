@@ -150,7 +150,7 @@ def agent_attributes(agent: object) -> list[tuple[str, Any]]:
 class _Graph:
     """The reachable object graph: node per object, own size, edges, seed masks."""
 
-    def __init__(self, boundary_ids: set[int], global_ids: set[int], global_bit: int) -> None:
+    def __init__(self, boundary_ids: set[int], global_ids: set[int], global_seed: int) -> None:
         self.index: dict[int, int] = {}
         self.objects: list[object] = []  # keeps every walked object alive during the walk
         self.sizes: list[int] = []
@@ -160,7 +160,7 @@ class _Graph:
         self.pending: list[int] = []
         self.boundary_ids = boundary_ids
         self.global_ids = global_ids
-        self.global_bit = global_bit
+        self.global_seed = global_seed  # the compact mask (see _compact) of a module global
         self.unsized = 0
         self.module_dict_ids = {id(vars(m)) for m in list(sys.modules.values()) if hasattr(m, "__dict__")}
         self.numpy: Any = sys.modules.get("numpy")
@@ -184,7 +184,7 @@ class _Graph:
         self.objects.append(obj)
         self.sizes.append(0)
         self.children.append([])
-        self.seeds.append(self.global_bit if key in self.global_ids else 0)
+        self.seeds.append(self.global_seed if key in self.global_ids else 0)
         if expand:
             self.pending.append(position)
         else:
@@ -363,7 +363,7 @@ def _merge(current: int, incoming: int) -> int:
 
 def _propagate(graph: _Graph) -> list[int]:
     """Compact masks (see _compact) of who reaches every node."""
-    masks = [_compact(seed) if seed else 0 for seed in graph.seeds]
+    masks = list(graph.seeds)
     children = graph.children
     component_of = [-1] * len(masks)
     components = _topological_components(children)
@@ -403,6 +403,14 @@ def _bits(mask: int) -> Iterator[int]:
         if mask:
             yield mask.bit_length() - 1
         return
+    if mask.bit_count() <= 16:  # a few bits far apart: cheaper than a string as wide as the mask
+        found = []
+        while mask:
+            top = mask.bit_length() - 1
+            found.append(top)
+            mask ^= 1 << top
+        yield from reversed(found)
+        return
     digits = bin(mask)[:1:-1]  # least significant digit first
     position = digits.find("1")
     while position != -1:
@@ -422,19 +430,14 @@ def _describe_object(obj: object) -> str:
         return name
 
 
-def measure_population(
+def _measure_population(
     agents: Sequence[object],
     *,
     module_globals: Iterable[object] = (),
     attribute_detail: bool = True,
     max_shared_groups: int = 20,
 ) -> PopulationSize:
-    """Size a whole population in one walk.
-
-    ``module_globals`` are objects owned by the program (module-level values, class
-    attributes): where agents reach them they are shared, never exclusive.
-    With ``attribute_detail`` every top-level attribute gets its own split.
-    """
+    """measure_population with the collector already paused."""
     agent_list = list(agents)
     boundary_ids = {id(agent) for agent in agent_list}
     global_ids = _reachable_ids(module_globals, boundary_ids)
@@ -453,27 +456,29 @@ def measure_population(
             bit_name.append(name)
     global_bit_index = len(bit_agent)
     global_bit = 1 << global_bit_index
-    graph = _Graph(boundary_ids, global_ids, global_bit)
+    # Seeds are compact masks (~bit position): building 1 << position for every
+    # attribute of every agent would cost time quadratic in the population.
+    graph = _Graph(boundary_ids, global_ids, ~global_bit_index)
 
     # First every agent's own structure (its object and instance dict), so that an
     # agent holding another agent's dict reaches that dict, never through it.
     self_bits: list[int] = []
     next_bit = 0
     for agent_index, agent in enumerate(agent_list):
-        self_bit = 1 << next_bit
-        self_bits.append(self_bit)
+        self_bit = ~next_bit
+        self_bits.append(next_bit)
         next_bit += 1 + len(attribute_lists[agent_index])
         graph.boundary_ids.discard(id(agent))
         position = graph.node(agent, expand=False)  # expanded by hand below
         graph.boundary_ids.add(id(agent))
         if position is None:
             raise TypeError(f"agent {agent_index} is a {type(agent).__name__}, which cannot be sized")
-        graph.seeds[position] |= self_bit
+        graph.seeds[position] = _merge(graph.seeds[position], self_bit)
         instance_dict = getattr(agent, "__dict__", None)
         if attribute_detail and isinstance(instance_dict, dict):
             dict_node = graph.node(instance_dict, expand=False)
             if dict_node is not None:
-                graph.seeds[dict_node] |= self_bit
+                graph.seeds[dict_node] = _merge(graph.seeds[dict_node], self_bit)
                 graph.children[position].append(dict_node)
     attribute_nodes: list[list[int | None]] = []
     for agent_index, agent in enumerate(agent_list):
@@ -489,11 +494,11 @@ def measure_population(
                     if key_node is not None:
                         graph.children[dict_node].append(key_node)
         for name, value in attribute_lists[agent_index]:
-            bit <<= 1
+            bit += 1
             value_node = graph.node(value)
             value_nodes.append(value_node)
             if value_node is not None:
-                graph.seeds[value_node] |= bit
+                graph.seeds[value_node] = _merge(graph.seeds[value_node], ~bit)
         # Whatever else the agent references (the items of a dict or list agent, all of
         # it without attribute detail) belongs to the agent object itself.
         covered = {id(value) for _, value in attribute_lists[agent_index]}
@@ -650,6 +655,35 @@ def measure_population(
         shared_groups=groups[:max_shared_groups],
         unsized_objects=graph.unsized,
     )
+
+
+def measure_population(
+    agents: Sequence[object],
+    *,
+    module_globals: Iterable[object] = (),
+    attribute_detail: bool = True,
+    max_shared_groups: int = 20,
+) -> PopulationSize:
+    """Size a whole population in one walk.
+
+    ``module_globals`` are objects owned by the program (module-level values, class
+    attributes): where agents reach them they are shared, never exclusive.
+    With ``attribute_detail`` every top-level attribute gets its own split.
+
+    The garbage collector is paused during the walk: the walk's own bookkeeping
+    would otherwise trigger collections that traverse the whole heap (the cost grows
+    with the population) and would be counted as the agents' GC activity. Everything
+    the walk allocates is freed when it returns.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _measure_population(
+            agents, module_globals=module_globals, attribute_detail=attribute_detail, max_shared_groups=max_shared_groups
+        )
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def deep_size(obj: object) -> int:
