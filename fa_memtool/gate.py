@@ -68,6 +68,9 @@ def fingerprint_of(report: Report) -> Fingerprint:
     )
 
 
+METRIC_KINDS = ("bytes", "growth", "rss", "flag")
+
+
 @dataclass
 class Metric:
     name: str
@@ -164,9 +167,31 @@ def load_baseline(path: str | os.PathLike[str], *, create_hint: str) -> Baseline
             f"{BASELINE_SCHEMA_VERSION}; recreate it with: {create_hint}"
         )
     try:
-        return from_dict(Baseline, data)
-    except (TypeError, KeyError, ValueError) as error:
+        baseline = from_dict(Baseline, data)
+        _check_types(baseline)
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise BaselineError(f"baseline {location} is incomplete ({error}); recreate it with: {create_hint}") from error
+    return baseline
+
+
+def _check_types(baseline: Baseline) -> None:
+    """A hand-edited baseline must still hold numbers where numbers belong."""
+    if not isinstance(baseline.fingerprint, Fingerprint):
+        raise TypeError("fingerprint is not an object")
+    for item in dataclasses.fields(Fingerprint):
+        value = getattr(baseline.fingerprint, item.name)
+        expected = int if item.type in ("int", int) else str
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise TypeError(f"fingerprint.{item.name} is {value!r}")
+    if not isinstance(baseline.metrics, list):
+        raise TypeError("metrics is not a list")
+    for metric in baseline.metrics:
+        if not isinstance(metric, Metric):
+            raise TypeError("a metric is not an object")
+        if not isinstance(metric.value, (int, float)) or isinstance(metric.value, bool):
+            raise TypeError(f"metric {metric.name!r} has value {metric.value!r}")
+        if not isinstance(metric.name, str) or metric.kind not in METRIC_KINDS:
+            raise TypeError(f"metric {metric.name!r} has kind {metric.kind!r}")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from fa_memtool.sizing import PopulationSize, measure_population
 from fa_memtool.units import format_bytes, parse_size
 
 MARKER = "agent_memory"
+MARKER_KEYWORDS = ("per_agent", "total", "leak_per_step")
 _RESULT_KEY = pytest.StashKey["AgentMemoryFailure | None"]()
 _TRACKER_KEY = pytest.StashKey["AgentTracker"]()
 AGENT_ROWS = 20
@@ -105,7 +106,7 @@ def _limit(marker: pytest.Mark | None, config: pytest.Config, keyword: str, ini:
     try:
         return parse_size(str(value)) if not isinstance(value, (int, float)) else int(value)
     except ValueError as error:
-        raise pytest.UsageError(f"agent_memory {keyword}: {error}") from None
+        raise ValueError(f"agent_memory {keyword}: {error}") from None
 
 
 def _table(sized: PopulationSize) -> str:
@@ -127,8 +128,18 @@ def _table(sized: PopulationSize) -> str:
     return "\n".join(lines)
 
 
-def check(tracker: AgentTracker, *, per_agent: int | None, total: int | None, leak_per_step: int | None) -> AgentMemoryFailure | None:
-    """None when every limit holds, else the reasons and the per-agent table."""
+def check(
+    tracker: AgentTracker,
+    *,
+    per_agent: int | None,
+    total: int | None,
+    leak_per_step: int | None,
+    leak_required: bool = True,
+) -> AgentMemoryFailure | None:
+    """None when every limit holds, else the reasons and the per-agent table.
+
+    ``leak_required`` is off when the leak limit is only an ini default: a test that
+    never stepped its agents is then not judged on growth."""
     if not tracker.agents:
         return AgentMemoryFailure(["the test is marked agent_memory but tracked no agents: use fa_mem.track(agents) or return them"])
     sized = measure_population(tracker.agents)
@@ -146,7 +157,8 @@ def check(tracker: AgentTracker, *, per_agent: int | None, total: int | None, le
     if leak_per_step is not None:
         growth = tracker.growth_per_step()
         if growth is None:
-            reasons.append("leak_per_step needs samples over steps: call fa_mem.run(steps) or fa_mem.sample(step)")
+            if leak_required:
+                reasons.append("leak_per_step needs samples over steps: call fa_mem.run(steps) or fa_mem.sample(step)")
         elif growth > leak_per_step:
             reasons.append(
                 f"agents grow {format_bytes(growth)} per agent per step, over leak_per_step={format_bytes(leak_per_step)}"
@@ -198,12 +210,27 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     marker = item.get_closest_marker(MARKER)
     if marker is None or outcome.excinfo is not None:
         return
+    unknown = sorted(set(marker.kwargs) - set(MARKER_KEYWORDS))
+    if marker.args or unknown:
+        given = [repr(arg) for arg in marker.args] + unknown
+        item.stash[_RESULT_KEY] = AgentMemoryFailure(
+            [f"agent_memory takes only the keywords {', '.join(MARKER_KEYWORDS)}; got {', '.join(given)}"]
+        )
+        return
     config = item.config
+    try:
+        limits = {
+            "per_agent": _limit(marker, config, "per_agent", "fa_mem_budget_per_agent"),
+            "total": _limit(marker, config, "total", "fa_mem_budget_total"),
+            "leak_per_step": _limit(marker, config, "leak_per_step", "fa_mem_max_leak"),
+        }
+    except ValueError as error:
+        item.stash[_RESULT_KEY] = AgentMemoryFailure([str(error)])
+        return
     item.stash[_RESULT_KEY] = check(
         item.stash.get(_TRACKER_KEY, AgentTracker()),
-        per_agent=_limit(marker, config, "per_agent", "fa_mem_budget_per_agent"),
-        total=_limit(marker, config, "total", "fa_mem_budget_total"),
-        leak_per_step=_limit(marker, config, "leak_per_step", "fa_mem_max_leak"),
+        **limits,
+        leak_required=marker.kwargs.get("leak_per_step") is not None,
     )
 
 

@@ -286,6 +286,15 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     except OSError as error:
         raise UsageError(f"cannot write {target}: {error.strerror}") from error
     try:
+        # mkstemp creates the file 0600; give it the mode the user expects: the old
+        # file's, or what the umask allows for a new one.
+        try:
+            mode = target.stat().st_mode & 0o777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(handle, mode)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()

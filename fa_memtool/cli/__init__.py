@@ -21,12 +21,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts name [tool.fa-mem]: plain text, not markup
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("profile")(profile_command)
 app.command("report")(report_command)
 app.command("gate")(gate_command)
-baseline_app = typer.Typer(help="Record the baseline the gate compares with.", no_args_is_help=True)
+baseline_app = typer.Typer(help="Record the baseline the gate compares with.", no_args_is_help=True, rich_markup_mode=None)
 baseline_app.command("update")(baseline_update_command)
 app.add_typer(baseline_app, name="baseline")
 

@@ -122,7 +122,8 @@ def resolve_workload(
     if timeout <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds (got {timeout:g})")
     max_memory = _pick(flags.max_memory, config, "max-memory", None)
-    limit = size_option(str(max_memory), "--max-memory") if max_memory is not None else None
+    label = "--max-memory" if flags.max_memory is not None else f"max-memory in [tool.fa-mem] of {config.source}"
+    limit = size_option(str(max_memory), label) if max_memory is not None else None
     trace = bool(_pick(flags.trace, config, "trace", True))
     if backend == "memray" and memray_output is None:
         stem = os.path.splitext(os.path.basename(target))[0].split(".")[-1]

@@ -54,9 +54,15 @@ ReportOption = Annotated[
 ]
 
 
-def _measure(workload: Workload, saved: str | None, progress: bool) -> Report:
+def _measure(workload: Workload | None, saved: str | None, progress: bool) -> Report:
     if saved is not None:
-        return load_report(saved)
+        report = load_report(saved)
+        if report.error is not None or not report.complete:
+            reason = report.error.message if report.error is not None else "the run did not complete"
+            raise UsageError(f"report {saved} is incomplete ({reason}); fix the workload and profile it again")
+        return report
+    if workload is None:
+        raise UsageError("give the agent module or --report FILE")
     with child_progress(progress) as on_event:
         report = profile(workload.spec, limits=workload.limits, scaling=workload.scaling, progress=on_event)
     if report.error is not None:
@@ -141,25 +147,23 @@ def gate_command(
     baseline_file = _baseline_path(baseline, config)
     update = _update_command(workload, baseline_file, report_path)
     budgets = Budgets(
-        per_agent=size_option(_text(budget_per_agent, config, "budget-per-agent"), "--budget-per-agent"),
-        total=size_option(_text(budget_total, config, "budget-total"), "--budget-total"),
-        max_leak=size_option(_text(max_leak, config, "max-leak"), "--max-leak"),
+        per_agent=_size(budget_per_agent, config, "budget-per-agent"),
+        total=_size(budget_total, config, "budget-total"),
+        max_leak=_size(max_leak, config, "max-leak"),
     )
     defaults = Tolerances()
     tolerances = Tolerances(
         bytes_fraction=_fraction(tolerance, config, "tolerance", defaults.bytes_fraction),
         rss_fraction=_fraction(rss_tolerance, config, "rss-tolerance", defaults.rss_fraction),
-        min_change_bytes=size_option(_text(min_change, config, "min-change"), "--min-change") or defaults.min_change_bytes,
+        min_change_bytes=_size(min_change, config, "min-change") or defaults.min_change_bytes,
     )
     summary_path = markdown or os.environ.get("GITHUB_STEP_SUMMARY") or None
-    for output, flag in ((json_path, "--json"), (save_report_path, "--save-report"), (markdown, "--markdown")):
+    for output, flag in ((json_path, "--json"), (save_report_path, "--save-report"), (summary_path, "--markdown" if markdown else "$GITHUB_STEP_SUMMARY")):
         check_writable(output, flag)
     recorded = None if no_baseline else load_baseline(baseline_file, create_hint=update)
     if no_baseline and budgets == Budgets():
         raise UsageError("--no-baseline needs at least one budget (--budget-per-agent, --budget-total or --max-leak)")
-    if workload is None and report_path is None:
-        raise UsageError("give the agent module or --report FILE")
-    report = _measure(workload, report_path, progress) if workload is not None else load_report(report_path or "")
+    report = _measure(workload, report_path, progress)
     if save_report_path:
         save_report(report, save_report_path)
     result = compare(report, recorded, budgets=budgets, tolerances=tolerances, baseline_path=baseline_file, update_command=update)
@@ -181,14 +185,21 @@ def gate_command(
         raise typer.Exit(EXIT_LIMIT_EXCEEDED)
 
 
-def _text(flag: str | None, config: Config, key: str) -> str | None:
-    value = flag if flag is not None else config.get(key)
-    return None if value is None else str(value)
+def _source(flag: str | None, config: Config, key: str) -> tuple[object, str]:
+    """The value (flag first, then [tool.fa-mem]) and how to name it in an error."""
+    if flag is not None:
+        return flag, f"--{key}"
+    return config.get(key), f"{key} in [tool.fa-mem] of {config.source}"
+
+
+def _size(flag: str | None, config: Config, key: str) -> int | None:
+    value, label = _source(flag, config, key)
+    return None if value is None else size_option(str(value), label)
 
 
 def _fraction(flag: str | None, config: Config, key: str, default: float) -> float:
-    value = flag if flag is not None else config.get(key)
-    return default if value is None else parse_fraction(value, f"--{key}")
+    value, label = _source(flag, config, key)
+    return default if value is None else parse_fraction(value, label)  # type: ignore[arg-type]
 
 
 def baseline_update_command(
@@ -222,9 +233,7 @@ def baseline_update_command(
     workload = _workload(flags, config, report_path)
     baseline_file = _baseline_path(baseline, config)
     check_writable(baseline_file, "--baseline")
-    if workload is None and report_path is None:
-        raise UsageError("give the agent module or --report FILE")
-    report = _measure(workload, report_path, progress) if workload is not None else load_report(report_path or "")
+    report = _measure(workload, report_path, progress)
     recorded = baseline_from_report(report, update_command=_update_command(workload, baseline_file, report_path))
     save_baseline(recorded, baseline_file)
     population = report.population
