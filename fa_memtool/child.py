@@ -26,11 +26,11 @@ import psutil
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, StepFailed
+from fa_memtool.assemble import attribute_agents, timing_report
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.growth import analyse_growth
 from fa_memtool.report import (
     SCHEMA_VERSION,
-    AgentReport,
     Allocations,
     Failure,
     GCReport,
@@ -38,11 +38,10 @@ from fa_memtool.report import (
     Population,
     Report,
     TimelineSample,
-    Timing,
     Workload,
     write_atomic,
 )
-from fa_memtool.sizing import SELF_ATTRIBUTE, PopulationSize, agent_attributes, measure_population
+from fa_memtool.sizing import PopulationSize, agent_attributes, measure_population
 from fa_memtool.spec import RunSpec
 from fa_memtool.workload import (
     build_agents,
@@ -75,16 +74,6 @@ class Progress:
             self._stream.write(json.dumps({"event": event, **fields}) + "\n")
         except (BrokenPipeError, ValueError):
             self._stream = None
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    lower = int(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 class Measurement:
@@ -352,56 +341,9 @@ class Measurement:
             if item.name in growth_sites:
                 item.growth_site, item.growth_code = growth_sites[item.name]
 
-        attribute_values: dict[str, analysis.AttributeValues] = {}
-        agent_reports: list[AgentReport] = []
-        # Residency first, buffer by buffer, for every agent: the analysis below reads
-        # every array, which would map untouched pages.
-        arrays_of: list[dict[str, list[Any]]] = []
-        owner_resident: dict[int, int | None] = {}
-        for named in per_agent_values:
-            arrays_of.append({name: analysis.numeric_arrays(value) for name, value in named.items()})
-            for arrays in arrays_of[-1].values():
-                for owner in analysis.distinct_owners(arrays):
-                    if id(owner) not in owner_resident:
-                        owner_resident[id(owner)] = analysis.resident_of([owner])
-        # Population totals: each unshared buffer once, even when two attributes reach it.
-        unshared_owners: dict[int, int] = {}
-        for sized, named, arrays_by_name in zip(final.agents, per_agent_values, arrays_of):
-            reports = []
-            for size in sized.attributes:
-                if size.name == SELF_ATTRIBUTE:
-                    reports.append(analysis.attribute_report(size, None, [], resident=None))
-                    continue
-                value = named.get(size.name)
-                arrays = arrays_by_name.get(size.name, [])
-                entry = attribute_values.setdefault(size.name, analysis.AttributeValues(size.name))
-                entry.values.append(value)
-                entry.arrays.append(arrays)
-                owners = analysis.distinct_owners(arrays)
-                residents = [owner_resident.get(id(owner)) for owner in owners]
-                resident = None if not owners or None in residents else sum(r or 0 for r in residents)
-                report = analysis.attribute_report(size, value, arrays, resident=resident)
-                if size.name in attribute_sites:
-                    report.allocation_site, report.allocation_code = attribute_sites[size.name]
-                elif size.name in growth_sites:
-                    report.allocation_site, report.allocation_code = growth_sites[size.name]
-                if not report.shared:
-                    unshared_owners.update((id(owner), int(owner.nbytes)) for owner in owners)
-                reports.append(report)
-            agent_reports.append(
-                AgentReport(
-                    index=sized.index,
-                    type_name=sized.type_name,
-                    exclusive_bytes=sized.exclusive_bytes,
-                    shared_bytes=sized.shared_bytes,
-                    amortized_bytes=sized.amortized_bytes,
-                    file_backed_bytes=sized.file_backed_bytes,
-                    attributes=reports,
-                )
-            )
-        allocated_arrays = sum(unshared_owners.values())
-        owner_residents = [owner_resident.get(key) for key in unshared_owners]
-        resident_arrays = None if None in owner_residents else sum(r or 0 for r in owner_residents)
+        attributed = attribute_agents(final, per_agent_values, attribute_sites, growth_sites)
+        attribute_values = attributed.values
+        agent_reports = attributed.agents
         sites = {name: site for name, (site, _) in {**growth_sites, **attribute_sites}.items()}
         suggestions = analysis.suggest(
             list(attribute_values.values()), growth.attributes, agents=len(agents), steps=completed, sites=sites
@@ -412,33 +354,10 @@ class Measurement:
             "per-agent bytes are allocated bytes (deep size); compare resident figures before judging a budget"
         )
 
-        untraced = stepped["untraced"]
-        traced = stepped["traced"]
         stepping_seconds = stepped["stepping_seconds"]
-        # Latency figures come from untraced steps when there are any: a traced step
-        # measures the tracer as much as the agent.
-        all_latencies = untraced or traced
-        agent_steps = len(untraced) + len(traced)
-        overhead: float | None = None
-        if untraced or not self.tracing:
-            # The stepping phase with nothing added: traced steps counted at the untraced mean.
-            untraced_mean = sum(untraced) / len(untraced) if untraced else 0.0
-            tracing_extra = max(sum(traced) - len(traced) * untraced_mean, 0.0)
-            unprofiled = stepping_seconds - tracing_extra
-            if unprofiled > 0:
-                overhead = (stepped["wall_seconds"] - unprofiled) / unprofiled
-        timing = Timing(
-            create_seconds=create_seconds,
-            create_ms_per_agent=create_seconds * 1000.0 / len(agents),
-            step_ms_p50=_percentile(all_latencies, 0.5) * 1000.0,
-            step_ms_p95=_percentile(all_latencies, 0.95) * 1000.0,
-            step_ms_max=max(all_latencies, default=0.0) * 1000.0,
-            stepping_seconds=stepping_seconds,
-            stepping_wall_seconds=stepped["wall_seconds"],
-            sampling_seconds=sampling[0],
-            traced_step_ms_p50=_percentile(traced, 0.5) * 1000.0 if traced else None,
-            untraced_step_ms_p50=_percentile(untraced, 0.5) * 1000.0 if untraced else None,
-            profiling_overhead_fraction=overhead,
+        agent_steps = len(stepped["untraced"]) + len(stepped["traced"])
+        timing = timing_report(
+            stepped, sampling_seconds=sampling[0], create_seconds=create_seconds, agents=len(agents), tracing=self.tracing
         )
         gc_report = GCReport(
             collections=step_gc.collections,
@@ -469,8 +388,8 @@ class Measurement:
             shared_bytes=final.shared_bytes,
             file_backed_bytes=final.file_backed_bytes,
             objects=final.objects,
-            resident_array_bytes=resident_arrays,
-            allocated_array_bytes=allocated_arrays,
+            resident_array_bytes=attributed.resident_array_bytes,
+            allocated_array_bytes=attributed.allocated_array_bytes,
         )
         profile_report = Report(
             schema_version=SCHEMA_VERSION,

@@ -1,0 +1,124 @@
+"""Turning what the child measured into report sections: per-agent attribute reports
+(with residency and array totals) and the timing figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fa_memtool import analysis
+from fa_memtool.report import AgentReport, Timing
+from fa_memtool.sizing import SELF_ATTRIBUTE, PopulationSize
+
+
+@dataclass
+class Attribution:
+    agents: list[AgentReport]
+    values: dict[str, analysis.AttributeValues]  # live values by attribute name, for the suggestions
+    allocated_array_bytes: int  # the agents' own (unshared) array buffers, each once
+    resident_array_bytes: int | None
+
+
+def attribute_agents(
+    final: PopulationSize,
+    per_agent_values: list[dict[str, Any]],
+    attribute_sites: dict[str, tuple[str, str]],
+    growth_sites: dict[str, tuple[str, str]],
+) -> Attribution:
+    """AgentReports from the final population size and the live attribute values."""
+    attribute_values: dict[str, analysis.AttributeValues] = {}
+    agent_reports: list[AgentReport] = []
+    # Residency first, buffer by buffer, for every agent: the analysis below reads
+    # every array, which would map untouched pages.
+    arrays_of: list[dict[str, list[Any]]] = []
+    owner_resident: dict[int, int | None] = {}
+    for named in per_agent_values:
+        arrays_of.append({name: analysis.numeric_arrays(value) for name, value in named.items()})
+        for arrays in arrays_of[-1].values():
+            for owner in analysis.distinct_owners(arrays):
+                if id(owner) not in owner_resident:
+                    owner_resident[id(owner)] = analysis.resident_of([owner])
+    # Population totals: each unshared buffer once, even when two attributes reach it.
+    unshared_owners: dict[int, int] = {}
+    for sized, named, arrays_by_name in zip(final.agents, per_agent_values, arrays_of):
+        reports = []
+        for size in sized.attributes:
+            if size.name == SELF_ATTRIBUTE:
+                reports.append(analysis.attribute_report(size, None, [], resident=None))
+                continue
+            value = named.get(size.name)
+            arrays = arrays_by_name.get(size.name, [])
+            entry = attribute_values.setdefault(size.name, analysis.AttributeValues(size.name))
+            entry.values.append(value)
+            entry.arrays.append(arrays)
+            owners = analysis.distinct_owners(arrays)
+            residents = [owner_resident.get(id(owner)) for owner in owners]
+            resident = None if not owners or None in residents else sum(r or 0 for r in residents)
+            report = analysis.attribute_report(size, value, arrays, resident=resident)
+            site = attribute_sites.get(size.name) or growth_sites.get(size.name)
+            if site is not None:
+                report.allocation_site, report.allocation_code = site
+            if not report.shared:
+                unshared_owners.update((id(owner), int(owner.nbytes)) for owner in owners)
+            reports.append(report)
+        agent_reports.append(
+            AgentReport(
+                index=sized.index,
+                type_name=sized.type_name,
+                exclusive_bytes=sized.exclusive_bytes,
+                shared_bytes=sized.shared_bytes,
+                amortized_bytes=sized.amortized_bytes,
+                file_backed_bytes=sized.file_backed_bytes,
+                attributes=reports,
+            )
+        )
+    owner_residents = [owner_resident.get(key) for key in unshared_owners]
+    return Attribution(
+        agents=agent_reports,
+        values=attribute_values,
+        allocated_array_bytes=sum(unshared_owners.values()),
+        resident_array_bytes=None if None in owner_residents else sum(r or 0 for r in owner_residents),
+    )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def timing_report(
+    stepped: dict[str, Any], *, sampling_seconds: float, create_seconds: float, agents: int, tracing: bool
+) -> Timing:
+    """Latencies and the profiling overhead from the stepping loop's record."""
+    untraced: list[float] = stepped["untraced"]
+    traced: list[float] = stepped["traced"]
+    stepping_seconds: float = stepped["stepping_seconds"]
+    # Latency figures come from untraced steps when there are any: a traced step
+    # measures the tracer as much as the agent.
+    latencies = untraced or traced
+    overhead: float | None = None
+    if untraced or not tracing:
+        # The stepping phase with nothing added: traced steps counted at the untraced mean.
+        untraced_mean = sum(untraced) / len(untraced) if untraced else 0.0
+        tracing_extra = max(sum(traced) - len(traced) * untraced_mean, 0.0)
+        unprofiled = stepping_seconds - tracing_extra
+        if unprofiled > 0:
+            overhead = (stepped["wall_seconds"] - unprofiled) / unprofiled
+    return Timing(
+        create_seconds=create_seconds,
+        create_ms_per_agent=create_seconds * 1000.0 / agents,
+        step_ms_p50=percentile(latencies, 0.5) * 1000.0,
+        step_ms_p95=percentile(latencies, 0.95) * 1000.0,
+        step_ms_max=max(latencies, default=0.0) * 1000.0,
+        stepping_seconds=stepping_seconds,
+        stepping_wall_seconds=stepped["wall_seconds"],
+        sampling_seconds=sampling_seconds,
+        traced_step_ms_p50=percentile(traced, 0.5) * 1000.0 if traced else None,
+        untraced_step_ms_p50=percentile(untraced, 0.5) * 1000.0 if untraced else None,
+        profiling_overhead_fraction=overhead,
+    )
