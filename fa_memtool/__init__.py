@@ -13,4 +13,13 @@ __version__ = "0.1.0"
 from fa_memtool.sizing import PopulationSize, deep_size, measure_population
 from fa_memtool.units import format_bytes, parse_size
 
-__all__ = ["PopulationSize", "__version__", "deep_size", "format_bytes", "measure_population", "parse_size"]
+__all__ = ["PopulationSize", "__version__", "apply_plan", "deep_size", "format_bytes", "measure_population", "parse_size"]
+
+
+def __getattr__(name: str) -> object:
+    # apply_plan loads the plugins (and numpy): only when asked for, never at import.
+    if name == "apply_plan":
+        from fa_memtool.plan import apply_plan
+
+        return apply_plan
+    raise AttributeError(f"module 'fa_memtool' has no attribute {name!r}")

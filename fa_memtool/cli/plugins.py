@@ -1,0 +1,32 @@
+"""``fa-mem plugins``: which transformations are installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from fa_memtool.cli._common import stdout_console
+from fa_memtool.plugins import installed, plugin_manager
+
+
+def plugins_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """List the installed transformation plugins (entry-point group fa_mem), their versions and what they transform."""
+    found = installed(plugin_manager())
+    if as_json:
+        json.dump([item.__dict__ for item in found], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title="fa-mem transformation plugins", title_justify="left")
+    for column in ("name", "transforms", "package", "version"):
+        table.add_column(column)
+    for item in found:
+        table.add_row(Text(item.name), Text(item.transforms), Text(item.distribution or "(registered by hand)"), Text(item.version))
+    stdout_console().print(table)

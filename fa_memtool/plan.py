@@ -1,0 +1,141 @@
+"""Plans: which attributes to transform, by which plugin, with which parameters.
+
+A plan is written atomically as JSON and applied inside the user's own program with
+``fa_memtool.apply_plan(agents, "plan.json")``. Every step records the attribute's
+type, shape and dtype as they were when the plan was made; a plan that no longer
+matches the agents (a missing attribute, another shape) is refused before anything is
+changed, and a step that fails restores every attribute the plan had already changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fa_memtool.errors import UsageError
+from fa_memtool.report import from_dict, write_atomic
+
+PLAN_VERSION = 1
+
+
+class PlanError(UsageError):
+    """A plan that cannot be read or does not match the agents (exit 2)."""
+
+
+@dataclass
+class PlanStep:
+    plugin: str
+    attribute: str
+    parameters: dict[str, Any]
+    type_name: str  # the attribute's type when the plan was made
+    shape: list[int] | None = None
+    dtype: str | None = None
+    before_bytes_per_agent: float | None = None
+    after_bytes_per_agent: float | None = None
+
+
+@dataclass
+class Plan:
+    fa_mem_plan: int
+    steps: list[PlanStep] = field(default_factory=list)
+    workload: dict[str, Any] = field(default_factory=dict)  # what it was made on, for people
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, allow_nan=False) + "\n"
+
+
+def describe(value: Any) -> tuple[str, list[int] | None, str | None]:
+    """Type name, shape and dtype of an attribute value, as a plan records them."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    return (
+        type(value).__name__,
+        [int(extent) for extent in shape] if isinstance(shape, tuple) else None,
+        str(dtype) if dtype is not None else None,
+    )
+
+
+def step_for(agent: Any, plugin: str, attribute: str, parameters: dict[str, Any]) -> PlanStep:
+    type_name, shape, dtype = describe(getattr(agent, attribute))
+    return PlanStep(plugin=plugin, attribute=attribute, parameters=dict(parameters), type_name=type_name, shape=shape, dtype=dtype)
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    write_atomic(path, plan.to_json())
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    location = Path(path)
+    try:
+        data = json.loads(location.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"no plan at {location}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlanError(f"cannot read plan {location}: {error}") from error
+    except json.JSONDecodeError as error:
+        raise PlanError(f"plan {location} is corrupt (line {error.lineno}: {error.msg})") from error
+    if not isinstance(data, dict) or "fa_mem_plan" not in data:
+        raise PlanError(f"{location} is not an fa-mem plan")
+    if data["fa_mem_plan"] != PLAN_VERSION:
+        raise PlanError(f"plan {location} has format version {data['fa_mem_plan']!r}; this fa-mem reads {PLAN_VERSION}")
+    try:
+        plan = from_dict(Plan, data)
+        for step in plan.steps:
+            if not isinstance(step, PlanStep) or not isinstance(step.attribute, str) or not isinstance(step.parameters, dict):
+                raise TypeError("a step is malformed")
+    except (TypeError, KeyError, ValueError) as error:
+        raise PlanError(f"plan {location} is incomplete: {error}") from error
+    return plan
+
+
+def _check(agents: list[Any], plan: Plan) -> None:
+    """Refuse a plan that does not match the agents, before changing anything.
+
+    Only an attribute's first step is checked: later steps on the same attribute
+    recorded its state after the earlier ones."""
+    checked: set[str] = set()
+    for step in plan.steps:
+        if step.attribute in checked:
+            continue
+        checked.add(step.attribute)
+        for index, agent in enumerate(agents):
+            if not hasattr(agent, step.attribute):
+                raise PlanError(f"the plan transforms .{step.attribute}, which agent {index} ({type(agent).__name__}) does not have")
+            type_name, shape, dtype = describe(getattr(agent, step.attribute))
+            if (type_name, shape, dtype) != (step.type_name, step.shape, step.dtype):
+                raise PlanError(
+                    f"the plan was made for .{step.attribute} as {step.type_name} shape={step.shape} dtype={step.dtype}; "
+                    f"agent {index} has {type_name} shape={shape} dtype={dtype}"
+                )
+
+
+def apply_plan(agents: list[Any], plan: Plan | str | os.PathLike[str], *, manager: Any = None) -> Plan:
+    """Apply a plan to live agents, all or nothing; returns the plan applied."""
+    from fa_memtool.hookspecs import Candidate
+    from fa_memtool.plugins import TransformationFailed, apply_candidate, plugin_manager, select
+
+    loaded = plan if isinstance(plan, Plan) else load_plan(plan)
+    population = list(agents)
+    if not population:
+        raise PlanError("apply_plan needs at least one agent")
+    _check(population, loaded)
+    manager = manager if manager is not None else plugin_manager()
+    select(manager, sorted({step.plugin for step in loaded.steps}))  # unknown plugins: one clear error
+    originals = {step.attribute: [getattr(agent, step.attribute) for agent in population] for step in loaded.steps}
+    try:
+        for step in loaded.steps:
+            apply_candidate(
+                manager,
+                population,
+                Candidate(plugin=step.plugin, attribute=step.attribute, estimated_bytes_saved_per_agent=0.0, reason="plan", parameters=step.parameters),
+            )
+    except TransformationFailed as failure:
+        for attribute, values in originals.items():
+            for agent, value in zip(population, values):
+                setattr(agent, attribute, value)
+        raise PlanError(f"the plan could not be applied, nothing was changed: {failure}") from failure
+    return loaded

@@ -1,0 +1,66 @@
+"""shared-parameters: one read-only copy of arrays identical across agents.
+
+Agents built from one template often each hold a copy of the same matrices. This
+plugin finds attributes whose arrays have identical contents (dtype, shape, bytes)
+across agents and hands every agent the same pooled, read-only array. An agent that
+writes to a pooled array gets numpy's "assignment destination is read-only" error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fa_memtool.hookspecs import AnalysisContext, Candidate, PluginInfo, hookimpl
+
+from ._common import agents_with, attributes_by_name, owned_arrays
+
+NAME = "shared-parameters"
+MIN_ARRAY_BYTES = 1024
+
+
+@hookimpl
+def fa_mem_plugin_info() -> PluginInfo:
+    return PluginInfo(NAME, "arrays identical across agents -> one shared read-only copy")
+
+
+def _content_key(array: Any) -> tuple[str, tuple[int, ...], bytes]:
+    import hashlib
+
+    import numpy
+
+    data = numpy.ascontiguousarray(array).reshape(-1).view(numpy.uint8)
+    return array.dtype.str, tuple(array.shape), hashlib.blake2b(data.data, digest_size=32).digest()
+
+
+@hookimpl
+def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidate]:
+    candidates = []
+    for name, values in attributes_by_name(agents).items():
+        groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
+        for array in owned_arrays(values):
+            if array.nbytes >= MIN_ARRAY_BYTES:
+                groups.setdefault(_content_key(array), []).append(array)
+        saved = sum((len(group) - 1) * int(group[0].nbytes) for group in groups.values() if len(group) > 1)
+        if saved > 0:
+            copies = sum(len(group) for group in groups.values() if len(group) > 1)
+            candidates.append(
+                Candidate(
+                    plugin=NAME,
+                    attribute=name,
+                    estimated_bytes_saved_per_agent=saved / len(agents),
+                    reason=f"{copies} arrays with identical contents across agents",
+                )
+            )
+    return candidates
+
+
+@hookimpl
+def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
+    if candidate.plugin != NAME:
+        return None
+    from fa_memtool.containers.shared import SharedParameterPool
+
+    pool = SharedParameterPool()
+    for agent in agents_with(agents, candidate.attribute):
+        setattr(agent, candidate.attribute, pool.share_tree(getattr(agent, candidate.attribute)))
+    return True
