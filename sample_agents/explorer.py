@@ -302,10 +302,8 @@ class GridExplorer:
                 nodes * num_actions, num_cells, num_sites
             )
             repeats = num_actions ** (horizon - 1 - t)
-            per_policy = self.predicted_states.reshape(
-                nodes * num_actions, repeats, horizon, num_cells, num_sites
-            )
-            per_policy[:, :, t] = level[:, None]
+            # Policies sharing this prefix share the prediction: policy p is node p // repeats.
+            self.predicted_states[:, t] = np.repeat(level, repeats, axis=0)
             free_energy += np.repeat(self._free_energy(level), repeats)
         self.expected_free_energy[...] = free_energy
         log_posterior = -POLICY_PRECISION * free_energy + np.log(self.E)
