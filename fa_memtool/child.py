@@ -108,6 +108,8 @@ class Measurement:
         module = load_module(spec.target)
         self.record_phase("import")
         factory_name, factory = find_factory(module, spec.factory)
+        if spec.mode == "trials":
+            return self._run_trials(module, factory_name, factory)
         memray_tracker = self._start_memray()
 
         self.progress.send("build", total=spec.agents)
@@ -119,6 +121,8 @@ class Measurement:
             agents = build_agents(factory_name, factory, spec.agents, spec.seed)
             create_seconds = time.perf_counter() - started
         check_step_method(agents, spec.step_method)
+        if spec.plan:
+            self._apply_plan(agents)
         construction_sites: list[Any] = []
         attribute_sites: dict[str, tuple[str, str]] = {}
         if self.tracing:
@@ -145,6 +149,35 @@ class Measurement:
             construction_sites=construction_sites,
             attribute_sites=attribute_sites,
             memray_tracker=memray_tracker,
+        )
+
+    def _apply_plan(self, agents: list[Any]) -> None:
+        from fa_memtool.plan import PLAN_VERSION, Plan, PlanStep, apply_plan
+        from fa_memtool.report import from_dict
+
+        plan = Plan(fa_mem_plan=PLAN_VERSION, steps=[from_dict(PlanStep, step) for step in self.spec.plan])
+        apply_plan(agents, plan)
+        self.notes.append(f"a plan of {len(plan.steps)} transformation(s) was applied right after building")
+
+    def _run_trials(self, module: Any, factory_name: str, factory: Any) -> dict[str, Any]:
+        from fa_memtool.optimize import TrialSettings, run_trials
+
+        spec = self.spec
+        settings = TrialSettings(**(spec.trials or {}))
+
+        def build() -> list[Any]:
+            agents = build_agents(factory_name, factory, spec.agents, spec.seed)
+            check_step_method(agents, spec.step_method)
+            return agents
+
+        return run_trials(
+            build=build,
+            stream_factory=lambda count: observation_stream(module, seed=spec.seed, agents=count),
+            step_method=spec.step_method,
+            steps=spec.steps,
+            settings=settings,
+            module_globals=program_globals(module),
+            progress=self.progress,
         )
 
     def _start_memray(self) -> Any:

@@ -77,6 +77,14 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
 
 
 @hookspec(firstresult=True)
+def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
+    """The expression that adopts ``candidate`` in the user's own code, given the
+    expression their code assigns to the attribute today (for example
+    ``np.zeros((448, 8))`` -> ``LazyBeliefArray.from_dense(np.zeros((448, 8)))``), if
+    ``candidate`` is this plugin's; None otherwise."""
+
+
+@hookspec(firstresult=True)
 def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     """Apply ``candidate`` to every agent that has the attribute, in place, if it is this
     plugin's (``candidate.plugin`` is its name), and return True; return None otherwise.

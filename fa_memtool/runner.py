@@ -155,7 +155,9 @@ def run_child(spec: RunSpec, *, limits: Limits, progress: ProgressCallback | Non
     outcome["log"] = log_tail
     error = outcome.get("error")
     if error is not None and "report" not in outcome:
-        error_class = _ERROR_CLASSES.get(error["class"], InternalError)
+        error_class = _ERROR_CLASSES.get(error["class"])
+        if error_class is None:  # a subclass the parent does not name: keep its exit code
+            error_class = UsageError if error.get("exit_code") == 2 else InternalError
         raise error_class(error["message"], detail=error.get("detail") or log_tail)
     return outcome
 

@@ -10,7 +10,7 @@ from typing import Any
 from fa_memtool.errors import UsageError
 
 BACKENDS = ("tracemalloc", "memray")
-MODES = ("profile", "plain")
+MODES = ("profile", "plain", "trials")
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,10 @@ class RunSpec:
     trace_frames: int = 10
     backend: str = "tracemalloc"
     memray_output: str | None = None
-    mode: str = "profile"  # "plain": no sampling, no tracing, phases and timing only
+    mode: str = "profile"  # "plain": no sampling, no tracing, phases and timing only; "trials": optimize
     working_directory: str = "."
+    plan: tuple[dict[str, Any], ...] = ()  # plan steps applied right after building (optimize)
+    trials: dict[str, Any] | None = None  # settings of an optimize trials run (fa_memtool.optimize)
 
     def __post_init__(self) -> None:
         if self.agents < 1:
@@ -56,4 +58,5 @@ class RunSpec:
     @classmethod
     def from_json(cls, text: str) -> RunSpec:
         data: dict[str, Any] = json.loads(text)
+        data["plan"] = tuple(data.get("plan") or ())
         return cls(**data)

@@ -75,3 +75,10 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
             CompressedHistory(value, maxlen=getattr(value, "maxlen", None), compression_level=level),
         )
     return True
+
+
+@hookimpl
+def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
+    if candidate.plugin != NAME:
+        return None
+    return f"CompressedHistory({expression})"

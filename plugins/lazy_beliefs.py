@@ -62,3 +62,10 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
         value = getattr(agent, candidate.attribute)
         setattr(agent, candidate.attribute, LazyBeliefArray.from_dense(value, sparsity_threshold=threshold))
     return True
+
+
+@hookimpl
+def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
+    if candidate.plugin != NAME:
+        return None
+    return f"LazyBeliefArray.from_dense({expression})"

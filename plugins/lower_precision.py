@@ -80,3 +80,12 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     for agent in agents_with(agents, candidate.attribute):
         setattr(agent, candidate.attribute, _convert(getattr(agent, candidate.attribute), rtol, atol))
     return True
+
+
+@hookimpl
+def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
+    if candidate.plugin != NAME:
+        return None
+    rtol = candidate.parameters.get("rtol", 1e-5)
+    atol = candidate.parameters.get("atol", 1e-8)
+    return f"lower_precision({expression}, rtol={rtol}, atol={atol})"

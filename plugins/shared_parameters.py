@@ -64,3 +64,10 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     for agent in agents_with(agents, candidate.attribute):
         setattr(agent, candidate.attribute, pool.share_tree(getattr(agent, candidate.attribute)))
     return True
+
+
+@hookimpl
+def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
+    if candidate.plugin != NAME:
+        return None
+    return f"get_shared_pool().share_tree({expression})"

@@ -10,6 +10,7 @@ import typer
 
 from fa_memtool import __version__
 from fa_memtool.cli.gate import baseline_update_command, gate_command
+from fa_memtool.cli.optimize import optimize_command
 from fa_memtool.cli.plugins import plugins_command
 from fa_memtool.cli.profile import profile_command
 from fa_memtool.cli.report import report_command
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command("profile")(profile_command)
 app.command("report")(report_command)
+app.command("optimize")(optimize_command)
 app.command("gate")(gate_command)
 app.command("plugins")(plugins_command)
 baseline_app = typer.Typer(help="Record the baseline the gate compares with.", no_args_is_help=True, rich_markup_mode=None)

@@ -1,0 +1,114 @@
+"""``fa-mem optimize``: smaller agents, proven to behave the same by replay."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fa_memtool.cli._common import child_progress, size_option, stderr_console, stdout_console
+from fa_memtool.cli._workload import (
+    AgentsOption,
+    DebugOption,
+    FactoryOption,
+    MaxMemoryOption,
+    PathArgument,
+    ProgressOption,
+    ScalingOption,
+    SeedOption,
+    StepMethodOption,
+    TimeoutOption,
+    WorkloadFlags,
+    check_writable,
+    resolve_workload,
+)
+from fa_memtool.config import load_config
+from fa_memtool.errors import UsageError
+from fa_memtool.optimize import TrialSettings, optimize
+from fa_memtool.plan import save_plan
+from fa_memtool.plugins import plugin_manager, select
+from fa_memtool.renderers import optimize as optimize_renderer
+from fa_memtool.report import write_atomic
+
+DEFAULT_REPLAY_STEPS = 200
+
+
+def _names(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def optimize_command(
+    path: PathArgument = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Per-agent amortized size to reach, e.g. 10MB. [default: target in [tool.fa-mem]]", show_default=False)
+    ] = None,
+    plugins: Annotated[
+        str | None, typer.Option("--plugins", help="Comma-separated plugins to use. [default: every installed plugin]", show_default=False)
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Attribute never to transform (repeat, or comma-separated).", show_default=False)
+    ] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option("--force", help="Keep transformations of this attribute even if replay shows changed behaviour (exit 3).", show_default=False),
+    ] = None,
+    max_slowdown: Annotated[
+        float | None,
+        typer.Option("--max-slowdown", help="Roll back a transformation whose replay steps are more than FACTOR times slower, e.g. 1.25.", show_default=False),
+    ] = None,
+    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance for numeric attributes in replay.")] = 1e-8,
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance for numeric attributes in replay.")] = 1e-5,
+    agents: AgentsOption = None,
+    steps: Annotated[int | None, typer.Option("--steps", help=f"Replay steps (the profile runs as many). [default: {DEFAULT_REPLAY_STEPS}]", show_default=False)] = None,
+    seed: SeedOption = None,
+    factory: FactoryOption = None,
+    step_method: StepMethodOption = None,
+    scaling: ScalingOption = None,
+    plan_out: Annotated[str | None, typer.Option("--plan-out", help="Write the plan of kept transformations to FILE (atomically).", show_default=False)] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="Write the before/after result as JSON to FILE.", show_default=False)] = None,
+    max_memory: MaxMemoryOption = None,
+    timeout: TimeoutOption = None,
+    progress: ProgressOption = True,
+    debug: DebugOption = False,
+) -> None:
+    """Make agents smaller with the installed transformations, keeping only those that replay with identical actions.
+
+    Exit codes: 0 target met and behaviour verified; 1 target missed (the best result is
+    shown and the plan written); 2 usage or input error; 3 behaviour changed under --force;
+    4 an agent raised; 5 over --max-memory or --timeout; 130 interrupted.
+    """
+    config = load_config()
+    target_text = target if target is not None else config.get("target")
+    if target_text is None:
+        raise UsageError("give --target SIZE (e.g. --target 10MB), or set target in [tool.fa-mem]")
+    target_bytes = size_option(str(target_text), "--target" if target is not None else "target in [tool.fa-mem]")
+    if atol < 0 or rtol < 0:
+        raise UsageError("--atol and --rtol must be 0 or more")
+    if max_slowdown is not None and max_slowdown < 1:
+        raise UsageError(f"--max-slowdown must be 1 or more (got {max_slowdown:g})")
+    plugin_names = _names([plugins]) if plugins is not None else config.get("plugins")
+    select(plugin_manager(), plugin_names)  # unknown names fail before anything runs
+    flags = WorkloadFlags(path, agents, steps if steps is not None else DEFAULT_REPLAY_STEPS, seed, factory, step_method, None, scaling, True, 10, max_memory, timeout)
+    workload = resolve_workload(flags, config, scaling_by_default=True)
+    check_writable(plan_out, "--plan-out")
+    check_writable(json_path, "--json")
+    settings = TrialSettings(
+        target_bytes=float(target_bytes or 0),
+        plugins=plugin_names,
+        exclude=_names(exclude),
+        force=_names(force),
+        rtol=rtol,
+        atol=atol,
+        growing={},
+        max_slowdown=max_slowdown,
+    )
+    with child_progress(progress) as on_event:
+        result = optimize(workload.spec, settings=settings, limits=workload.limits, scaling=workload.scaling, progress=on_event)
+    optimize_renderer.render(result, stdout_console())
+    if plan_out:
+        save_plan(result.plan, plan_out)
+        stderr_console().print(f"plan written to {plan_out}; apply it with fa_memtool.apply_plan(agents, {plan_out!r})")
+    if json_path:
+        write_atomic(json_path, result.to_json())
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
