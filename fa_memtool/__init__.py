@@ -13,13 +13,37 @@ __version__ = "0.1.0"
 from fa_memtool.sizing import PopulationSize, deep_size, measure_population
 from fa_memtool.units import format_bytes, parse_size
 
-__all__ = ["PopulationSize", "__version__", "apply_plan", "deep_size", "format_bytes", "measure_population", "parse_size"]
+__all__ = [
+    "CompressedHistory",
+    "LazyBeliefArray",
+    "PopulationSize",
+    "SharedParameterPool",
+    "__version__",
+    "apply_plan",
+    "deep_size",
+    "format_bytes",
+    "get_agent_optimizer",
+    "get_shared_pool",
+    "measure_population",
+    "parse_size",
+]
+
+# Loaded on first use: these import numpy (and pluggy), which plain `import fa_memtool`
+# must not, since the measuring process imports fa_memtool before the user's module.
+_LAZY = {
+    "apply_plan": "fa_memtool.plan",
+    "get_agent_optimizer": "fa_memtool.plan",
+    "LazyBeliefArray": "fa_memtool.containers",
+    "CompressedHistory": "fa_memtool.containers",
+    "SharedParameterPool": "fa_memtool.containers",
+    "get_shared_pool": "fa_memtool.containers",
+}
 
 
 def __getattr__(name: str) -> object:
-    # apply_plan loads the plugins (and numpy): only when asked for, never at import.
-    if name == "apply_plan":
-        from fa_memtool.plan import apply_plan
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fa_memtool' has no attribute {name!r}")
+    import importlib
 
-        return apply_plan
-    raise AttributeError(f"module 'fa_memtool' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -113,6 +113,33 @@ def _check(agents: list[Any], plan: Plan) -> None:
                 )
 
 
+class AgentOptimizer:
+    """Applies a verified plan to agents one at a time, as they are created.
+
+    ``get_agent_optimizer(plan="plan.json").optimize_agent(agent)`` transforms one agent
+    the way ``fa-mem optimize`` proved safe; shared parameters go through the
+    process-wide pool, so agents optimized one by one still share one copy.
+    """
+
+    def __init__(self, plan: Plan | str | os.PathLike[str] | None = None) -> None:
+        self.plan = plan if plan is None or isinstance(plan, Plan) else load_plan(plan)
+
+    def optimize_agent(self, agent: Any) -> Any:
+        if self.plan is None:
+            raise PlanError(
+                "no plan: run `fa-mem optimize agents.py --target SIZE --plan-out plan.json` and "
+                "pass it as get_agent_optimizer(plan='plan.json'); fa-mem applies only transformations "
+                "that replay proved safe"
+            )
+        apply_plan([agent], self.plan)
+        return agent
+
+
+def get_agent_optimizer(plan: Plan | str | os.PathLike[str] | None = None) -> AgentOptimizer:
+    """The seed document's entry point: ``get_agent_optimizer(plan=...).optimize_agent(agent)``."""
+    return AgentOptimizer(plan)
+
+
 def apply_plan(agents: list[Any], plan: Plan | str | os.PathLike[str], *, manager: Any = None) -> Plan:
     """Apply a plan to live agents, all or nothing; returns the plan applied."""
     from fa_memtool.hookspecs import Candidate

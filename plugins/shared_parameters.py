@@ -4,6 +4,8 @@ Agents built from one template often each hold a copy of the same matrices. This
 plugin finds attributes whose arrays have identical contents (dtype, shape, bytes)
 across agents and hands every agent the same pooled, read-only array. An agent that
 writes to a pooled array gets numpy's "assignment destination is read-only" error.
+The pool is the process-wide one (``fa_memtool.containers.get_shared_pool()``), which
+keeps its arrays until it is cleared.
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
 def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     if candidate.plugin != NAME:
         return None
-    from fa_memtool.containers.shared import SharedParameterPool
+    from fa_memtool.containers.shared import get_shared_pool
 
-    pool = SharedParameterPool()
+    # The process-wide pool: agents transformed one at a time (optimize_agent, or
+    # apply_plan called per agent) still end up sharing one copy.
+    pool = get_shared_pool()
     for agent in agents_with(agents, candidate.attribute):
         setattr(agent, candidate.attribute, pool.share_tree(getattr(agent, candidate.attribute)))
     return True

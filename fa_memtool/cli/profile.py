@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -28,6 +29,7 @@ from fa_memtool.cli._workload import (
 )
 from fa_memtool.config import load_config
 from fa_memtool.errors import StepFailed
+from fa_memtool.plan import load_plan
 from fa_memtool.renderers import terminal
 from fa_memtool.report import save_report
 from fa_memtool.runner import profile
@@ -54,6 +56,10 @@ def profile_command(
     json_path: Annotated[
         str | None, typer.Option("--json", help="Also write the report as JSON to FILE (atomically).", show_default=False)
     ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option("--plan", help="Apply this plan (from fa-mem optimize --plan-out) right after building.", show_default=False),
+    ] = None,
     max_memory: MaxMemoryOption = None,
     timeout: TimeoutOption = None,
     progress: ProgressOption = True,
@@ -70,6 +76,9 @@ def profile_command(
     flags = WorkloadFlags(path, agents, steps, seed, factory, step_method, sample_every, scaling, trace, trace_frames, max_memory, timeout)
     workload = resolve_workload(flags, load_config(), scaling_by_default=True, backend=backend, memray_output=memray_output)
     check_writable(json_path, "--json")
+    if plan is not None:
+        steps = load_plan(plan).steps
+        workload.spec = dataclasses.replace(workload.spec, plan=tuple(dataclasses.asdict(step) for step in steps))
     with child_progress(progress) as on_event:
         report = profile(workload.spec, limits=workload.limits, scaling=workload.scaling, progress=on_event)
     terminal.render(report, stdout_console())
