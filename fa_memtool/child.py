@@ -151,6 +151,20 @@ class Measurement:
             memray_tracker=memray_tracker,
         )
 
+    def _adopt(self, suggestions: list[Any], codes: dict[str, str]) -> None:
+        """Each suggestion's one-line change, from the plugin that would make it."""
+        if not suggestions:
+            return
+        from fa_memtool.optimize import adoption_line
+        from fa_memtool.plugins import plugin_manager
+
+        manager = plugin_manager()
+        for suggestion in suggestions:
+            try:
+                suggestion.adoption = adoption_line(manager, suggestion.transformation, suggestion.attribute, {}, codes.get(suggestion.attribute))
+            except Exception as error:  # a broken third-party plugin must not cost the report
+                self.notes.append(f"no adoption line for {suggestion.transformation}: {type(error).__name__}: {error}")
+
     def _apply_plan(self, agents: list[Any]) -> None:
         from fa_memtool.plan import PLAN_VERSION, Plan, PlanStep, apply_plan
         from fa_memtool.report import from_dict
@@ -381,6 +395,7 @@ class Measurement:
         suggestions = analysis.suggest(
             list(attribute_values.values()), growth.attributes, agents=len(agents), steps=completed, sites=sites
         )
+        self._adopt(suggestions, {name: code for name, (_, code) in {**growth_sites, **attribute_sites}.items()})
         if final.unsized_objects:
             self.notes.append(f"{final.unsized_objects} objects raised in __sizeof__; counted at their header size")
         self.notes.append(

@@ -307,9 +307,32 @@ def run_trials(
 # -- the parent side -------------------------------------------------------------------
 
 
+def _assigned_expression(attribute: str, code: str | None) -> str | None:
+    """The right-hand side of ``self.<attribute> = <expression>`` in a source line."""
+    for statement in (code or "").split(";"):
+        target, equals, value = statement.partition("=")
+        if not equals or value.startswith("="):
+            continue
+        name = target.strip().split(":")[0].strip()
+        if name.endswith(f".{attribute}") or name == attribute:
+            return value.strip()
+    return None
+
+
+def adoption_line(manager: Any, plugin: str, attribute: str, parameters: dict[str, Any], code: str | None) -> str | None:
+    """The one line that adopts a transformation where the user assigns the attribute."""
+    expression = _assigned_expression(attribute, code) or f"<value of .{attribute}>"
+    if plugin == "bounded-history":
+        return f"self.{attribute} = collections.deque({expression}, maxlen=<entries to keep>)"
+    if plugin == "bounded-cache":
+        return f"self.{attribute} = <a dict bounded to the entries you need, e.g. an LRU> (was {expression})"
+    candidate = Candidate(plugin, attribute, 0.0, "", parameters)
+    adopted = manager.hook.fa_mem_adoption(candidate=candidate, expression=expression)
+    return f"self.{attribute} = {adopted}" if adopted else None
+
+
 def _adoption(report: Report, plan: Plan) -> dict[str, str]:
     """For each kept step, the line that adopts it where the attribute is assigned."""
-    from fa_memtool.hookspecs import Candidate
     from fa_memtool.plugins import plugin_manager
     from fa_memtool.summary import attribute_summaries
 
@@ -318,16 +341,9 @@ def _adoption(report: Report, plan: Plan) -> dict[str, str]:
     lines: dict[str, str] = {}
     for step in plan.steps:
         site, code = sites.get(step.attribute, (None, None))
-        expression = None
-        if code and "=" in code:
-            target, _, value = code.partition("=")
-            if target.strip().split(":")[0].strip().endswith(f".{step.attribute}") or target.strip() == step.attribute:
-                expression = value.strip()
-        candidate = Candidate(step.plugin, step.attribute, 0.0, "", step.parameters)
-        adopted = manager.hook.fa_mem_adoption(candidate=candidate, expression=expression or f"<value of .{step.attribute}>")
-        if adopted:
-            where = f"{site}: " if site else ""
-            lines[f"{step.plugin}:{step.attribute}"] = f"{where}self.{step.attribute} = {adopted}"
+        line = adoption_line(manager, step.plugin, step.attribute, step.parameters, code)
+        if line:
+            lines[f"{step.plugin}:{step.attribute}"] = f"{site}: {line}" if site else line
     return lines
 
 

@@ -209,6 +209,7 @@ class Suggestion:
     transformation: str
     evidence: dict[str, Any] = field(default_factory=dict)
     site: str | None = None
+    adoption: str | None = None  # the one-line change in the user's code that adopts it
 
 
 @dataclass

@@ -250,6 +250,8 @@ def _suggestions(report: Report) -> Table | None:
     table.add_column("finding")
     for suggestion in report.suggestions[:10]:
         finding = suggestion.message + (f"  [{_short_site(suggestion.site)}]" if suggestion.site else "")
+        if suggestion.adoption:
+            finding += f"\n  adopt: {suggestion.adoption}"
         table.add_row(format_bytes(suggestion.estimated_bytes_saved_per_agent), suggestion.transformation, Text(finding))
     return table
 
