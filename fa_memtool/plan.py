@@ -80,13 +80,17 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(f"plan {location} is corrupt (line {error.lineno}: {error.msg})") from error
     if not isinstance(data, dict) or "fa_mem_plan" not in data:
         raise PlanError(f"{location} is not an fa-mem plan")
-    if data["fa_mem_plan"] != PLAN_VERSION:
+    if type(data["fa_mem_plan"]) is not int or data["fa_mem_plan"] != PLAN_VERSION:
         raise PlanError(f"plan {location} has format version {data['fa_mem_plan']!r}; this fa-mem reads {PLAN_VERSION}")
     try:
         plan = from_dict(Plan, data)
         for step in plan.steps:
-            if not isinstance(step, PlanStep) or not isinstance(step.attribute, str) or not isinstance(step.parameters, dict):
-                raise TypeError("a step is malformed")
+            if (
+                not isinstance(step, PlanStep)
+                or not all(isinstance(text, str) for text in (step.plugin, step.attribute, step.type_name))
+                or not isinstance(step.parameters, dict)
+            ):
+                raise TypeError("a step is malformed (plugin, attribute and type_name must be strings, parameters an object)")
     except (TypeError, KeyError, ValueError) as error:
         raise PlanError(f"plan {location} is incomplete: {error}") from error
     return plan
@@ -151,7 +155,10 @@ def apply_plan(agents: list[Any], plan: Plan | str | os.PathLike[str], *, manage
         raise PlanError("apply_plan needs at least one agent")
     _check(population, loaded)
     manager = manager if manager is not None else plugin_manager()
-    select(manager, sorted({step.plugin for step in loaded.steps}))  # unknown plugins: one clear error
+    try:
+        select(manager, sorted({step.plugin for step in loaded.steps}))
+    except UsageError as error:  # an unknown plugin: the plan cannot be applied here
+        raise PlanError(f"the plan cannot be applied: {error.message}") from None
     originals = {step.attribute: [getattr(agent, step.attribute) for agent in population] for step in loaded.steps}
     try:
         for step in loaded.steps:

@@ -40,41 +40,69 @@ class TransformationFailed(Exception):
 
 
 def plugin_manager(*, extra: Iterable[object] = ()) -> pluggy.PluginManager:
-    """A fresh manager with every installed ``fa_mem`` plugin (plus ``extra`` objects)."""
+    """A fresh manager with every installed ``fa_mem`` plugin (plus ``extra`` objects).
+
+    Entry points are loaded one by one: a plugin that fails to import is left out and
+    recorded in ``load_failures(manager)``, never allowed to break the others."""
+    from importlib.metadata import entry_points
+
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    manager.load_setuptools_entrypoints(hookspecs.PROJECT)
+    distributions: dict[int, tuple[str, str]] = {}
+    failures: list[PluginFailure] = []
+    for entry_point in entry_points(group=hookspecs.PROJECT):
+        if manager.get_plugin(entry_point.name) is not None:
+            continue  # the same entry point seen twice on sys.path
+        try:
+            plugin = entry_point.load()
+            manager.register(plugin, name=entry_point.name)
+        except Exception as error:
+            failures.append(PluginFailure(entry_point.name, "load", f"{type(error).__name__}: {error}"))
+            continue
+        dist = entry_point.dist
+        distributions[id(plugin)] = (dist.name, dist.version) if dist is not None else ("", "")
     for plugin in extra:
         manager.register(plugin)
+    setattr(manager, "fa_mem_distributions", distributions)
+    setattr(manager, "fa_mem_load_failures", failures)
     return manager
+
+
+def load_failures(manager: pluggy.PluginManager) -> list[PluginFailure]:
+    return list(getattr(manager, "fa_mem_load_failures", []))
 
 
 def _info(manager: pluggy.PluginManager, plugin: object) -> PluginInfo | None:
     describe = getattr(plugin, "fa_mem_plugin_info", None)
     if describe is None:
         return None
-    info = describe()
+    try:
+        info = describe()
+    except Exception:  # a plugin that cannot describe itself is not offered
+        return None
     return info if isinstance(info, PluginInfo) else None
 
 
 def installed(manager: pluggy.PluginManager) -> list[InstalledPlugin]:
     """Every plugin that describes itself, with the distribution that installed it."""
-    distributions = {id(plugin): dist for plugin, dist in manager.list_plugin_distinfo()}
+    distributions: dict[int, tuple[str, str]] = getattr(manager, "fa_mem_distributions", {})
     found = []
     for plugin in manager.get_plugins():
         info = _info(manager, plugin)
         if info is None:
             continue
-        dist = distributions.get(id(plugin))
-        found.append(
-            InstalledPlugin(
-                name=info.name,
-                transforms=info.transforms,
-                distribution=dist.project_name if dist is not None else "",
-                version=dist.version if dist is not None else "",
-            )
-        )
+        distribution, version = distributions.get(id(plugin), ("", ""))
+        found.append(InstalledPlugin(name=info.name, transforms=info.transforms, distribution=distribution, version=version))
     return sorted(found, key=lambda item: item.name)
+
+
+def _call(manager: pluggy.PluginManager, hook_name: str, plugin: object, **arguments: Any) -> Any:
+    """Call one plugin's hook implementation with the arguments it declares (pluggy
+    lets an implementation take fewer arguments than the specification)."""
+    for implementation in getattr(manager.hook, hook_name).get_hookimpls():
+        if implementation.plugin is plugin:
+            return implementation.function(*(arguments[name] for name in implementation.argnames))
+    return None
 
 
 def _plugins_by_name(manager: pluggy.PluginManager) -> dict[str, object]:
@@ -107,12 +135,10 @@ def analyse(
     available = _plugins_by_name(manager)
     candidates: list[Candidate] = []
     failures: list[PluginFailure] = []
+    failures.extend(load_failures(manager))
     for name in enabled:
-        analyse_hook = getattr(available[name], "fa_mem_analyse", None)
-        if analyse_hook is None:
-            continue
         try:
-            found = list(analyse_hook(agents=agents, context=context) or [])
+            found = list(_call(manager, "fa_mem_analyse", available[name], agents=agents, context=context) or [])
         except Exception as error:  # a broken plugin must not stop the others
             failures.append(PluginFailure(name, "analyse", f"{type(error).__name__}: {error}"))
             continue
@@ -129,12 +155,11 @@ _MISSING = object()
 def apply_candidate(manager: pluggy.PluginManager, agents: list[Any], candidate: Candidate) -> None:
     """Apply one candidate through its plugin; on any error restore every agent's attribute."""
     plugin = _plugins_by_name(manager).get(candidate.plugin)
-    apply_hook = getattr(plugin, "fa_mem_apply", None) if plugin is not None else None
-    if apply_hook is None:
+    if plugin is None or getattr(plugin, "fa_mem_apply", None) is None:
         raise TransformationFailed(f"plugin {candidate.plugin!r} is not installed or cannot apply")
     saved = [getattr(agent, candidate.attribute, _MISSING) for agent in agents]
     try:
-        applied = apply_hook(agents=agents, candidate=candidate)
+        applied = _call(manager, "fa_mem_apply", plugin, agents=agents, candidate=candidate)
         if not applied:
             raise TransformationFailed(f"plugin {candidate.plugin!r} did not apply to {candidate.attribute!r}")
     except Exception as error:

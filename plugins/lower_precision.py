@@ -7,6 +7,7 @@ saving is half of their bytes. Whether behaviour survives is for replay to prove
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from fa_memtool.hookspecs import AnalysisContext, Candidate, PluginInfo, hookimpl
@@ -47,28 +48,35 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
     return candidates
 
 
-def _convert(value: Any, rtol: float, atol: float) -> Any:
+def _convert(value: Any, rtol: float, atol: float, memo: dict[int, Any]) -> Any:
+    """The value with its float64 arrays lowered; ``memo`` keeps an array shared by
+    several agents shared (one converted copy), as the analysis counted it once."""
     import numpy
 
     from fa_memtool.containers.precision import lower_precision
 
+    if id(value) in memo:
+        return memo[id(value)]
+    converted: Any = value
     if isinstance(value, numpy.ndarray):
         if value.dtype == object:
             converted = numpy.empty(value.shape, dtype=object)
             for index, element in numpy.ndenumerate(value):
-                converted[index] = _convert(element, rtol, atol)
-            return converted
-        if value.dtype == numpy.float64:
-            lowered = lower_precision(value, rtol=rtol, atol=atol)
-            if lowered is None:
+                converted[index] = _convert(element, rtol, atol, memo)
+        elif value.dtype == numpy.float64:
+            converted = lower_precision(value, rtol=rtol, atol=atol)
+            if converted is None:
                 raise ValueError("an array no longer survives float32 within the tolerance")
-            return lowered
-        return value
-    if isinstance(value, list):
-        return [_convert(element, rtol, atol) for element in value]
-    if isinstance(value, tuple):
-        return tuple(_convert(element, rtol, atol) for element in value)
-    return value
+    elif type(value) is list:
+        converted = [_convert(element, rtol, atol, memo) for element in value]
+    elif type(value) is tuple:
+        converted = tuple(_convert(element, rtol, atol, memo) for element in value)
+    elif type(value) is deque:
+        converted = deque((_convert(element, rtol, atol, memo) for element in value), maxlen=value.maxlen)
+    elif type(value) is dict:
+        converted = {key: _convert(element, rtol, atol, memo) for key, element in value.items()}
+    memo[id(value)] = converted
+    return converted
 
 
 @hookimpl
@@ -77,8 +85,9 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
         return None
     rtol = float(candidate.parameters.get("rtol", 1e-5))
     atol = float(candidate.parameters.get("atol", 1e-8))
+    memo: dict[int, Any] = {}
     for agent in agents_with(agents, candidate.attribute):
-        setattr(agent, candidate.attribute, _convert(getattr(agent, candidate.attribute), rtol, atol))
+        setattr(agent, candidate.attribute, _convert(getattr(agent, candidate.attribute), rtol, atol, memo))
     return True
 
 

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fa_memtool.cli._common import stdout_console
-from fa_memtool.plugins import installed, plugin_manager
+from fa_memtool.cli._common import stderr_console, stdout_console
+from fa_memtool.plugins import installed, load_failures, plugin_manager
 
 
 def plugins_command(
@@ -19,7 +19,10 @@ def plugins_command(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """List the installed transformation plugins (entry-point group fa_mem), their versions and what they transform."""
-    found = installed(plugin_manager())
+    manager = plugin_manager()
+    found = installed(manager)
+    for failure in load_failures(manager):
+        stderr_console().print(Text(f"warning: plugin {failure.plugin} could not be loaded and was left out: {failure.message}", style="yellow"))
     if as_json:
         json.dump([item.__dict__ for item in found], sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import deque
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -210,6 +211,11 @@ class SharedParameterPool:
             new_tuple = tuple(items) if kind is tuple else kind._make(items)
             memo[identity] = new_tuple
             return new_tuple
+        if kind is deque:
+            new_deque: deque[Any] = deque(maxlen=value.maxlen)
+            memo[identity] = new_deque
+            new_deque.extend(self._share_tree(item, memo) for item in value)
+            return new_deque
         if isinstance(value, dict):
             new_dict = {} if kind is dict else copy.copy(value)
             memo[identity] = new_dict
