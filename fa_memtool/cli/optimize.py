@@ -88,7 +88,7 @@ def optimize_command(
         raise UsageError(f"--max-slowdown must be 1 or more (got {max_slowdown:g})")
     plugin_names = _names([plugins]) if plugins is not None else config.get("plugins")
     select(plugin_manager(), plugin_names)  # unknown names fail before anything runs
-    flags = WorkloadFlags(path, agents, steps if steps is not None else DEFAULT_REPLAY_STEPS, seed, factory, step_method, None, scaling, True, 10, max_memory, timeout)
+    flags = WorkloadFlags(path, agents, steps if steps is not None else config.get("steps", DEFAULT_REPLAY_STEPS), seed, factory, step_method, None, scaling, True, 10, max_memory, timeout)
     workload = resolve_workload(flags, config, scaling_by_default=True)
     check_writable(plan_out, "--plan-out")
     check_writable(json_path, "--json")
