@@ -131,7 +131,7 @@ def gate_command(
     progress: ProgressOption = True,
     debug: DebugOption = False,
 ) -> None:
-    """Fail when agent memory regresses against the baseline or exceeds a budget.
+    """Fail when agent memory regresses or exceeds a budget.
 
     Compares deterministic byte counts (amortized bytes per agent and per attribute,
     distinct population bytes, growth per step) with --tolerance, and RSS figures with

@@ -18,7 +18,11 @@ def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """List the installed transformation plugins (entry-point group fa_mem), their versions and what they transform."""
+    """List the installed transformation plugins.
+
+    Plugins come from the entry-point group fa_mem; each row gives what it transforms
+    and the package and version that installed it.
+    """
     manager = plugin_manager()
     found = installed(manager)
     for failure in load_failures(manager):

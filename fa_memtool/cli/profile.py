@@ -65,8 +65,10 @@ def profile_command(
     progress: ProgressOption = True,
     debug: DebugOption = False,
 ) -> None:
-    """Measure what each agent really costs: exclusive, shared and amortized bytes per agent and
-    per attribute, growth per step, allocation sites, GC and step latency, with suggestions.
+    """Measure what each agent really costs, what is shared and what grows.
+
+    Exclusive, shared and amortized bytes per agent and per attribute, growth per step,
+    allocation sites, GC and step latency, with measured suggestions.
 
     Flags override [tool.fa-mem] in pyproject.toml. [default scaling: N/2,N]
 

@@ -18,7 +18,7 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """Render a saved report (from --json) in the terminal, without re-running the agents.
+    """Render a saved report (from --json) without re-running the agents.
 
     Exit codes: 0 ok; 2 missing, corrupt or incompatible report.
     """
