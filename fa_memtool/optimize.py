@@ -29,8 +29,10 @@ from fa_memtool.hookspecs import AnalysisContext, Candidate
 from fa_memtool.plan import Plan, PlanStep, PLAN_VERSION, step_for
 from fa_memtool.report import Report, from_dict
 from fa_memtool.sizing import agent_attributes, measure_population
+from fa_memtool.units import format_bytes
 
 CHECKPOINTS = 10  # numeric attributes are compared this many times over the replay
+MIN_SAVING_BYTES = 256  # per agent: below this a kept transformation is noise, not a saving
 # Within one attribute: precision first, then the containers (which keep the dtype).
 PLUGIN_ORDER = {"lower-precision": 0, "shared-parameters": 1, "lazy-beliefs": 2, "compressed-history": 3}
 
@@ -263,14 +265,19 @@ def run_trials(
         if changed is not None and not outcome.forced:
             outcome.reason = f"behaviour changed: {changed}"
             return outcome, None, None
+        for agent in trial_agents:  # read caches filled by the comparison are not the agents' cost
+            for _, value in agent_attributes(agent):
+                drop_cache = getattr(value, "drop_cache", None)
+                if callable(drop_cache):
+                    drop_cache()
         step_ratio = seconds_trial / seconds_original if seconds_original > 0 else None
         if settings.max_slowdown is not None and step_ratio is not None and step_ratio > settings.max_slowdown:
             outcome.reason = f"steps took {step_ratio:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}"
             return outcome, None, None
         after = per_agent(trial_agents)
         outcome.bytes_before, outcome.bytes_after = current, after
-        if after >= current and not outcome.forced:
-            outcome.reason = "no measured saving"
+        if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
+            outcome.reason = f"no measured saving ({format_bytes(current - after, signed=True)} per agent)" if after < current else "no measured saving"
             return outcome, None, None
         outcome.accepted = True
         outcome.behaviour_changed = changed is not None
@@ -307,9 +314,23 @@ def run_trials(
 # -- the parent side -------------------------------------------------------------------
 
 
+def _without_comment(line: str) -> str:
+    """The line with a trailing ``# comment`` removed (strings keep their ``#``)."""
+    import io
+    import tokenize
+
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return line[: token.start[1]].rstrip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return line
+
+
 def _assigned_expression(attribute: str, code: str | None) -> str | None:
     """The right-hand side of ``self.<attribute> = <expression>`` in a source line."""
-    for statement in (code or "").split(";"):
+    for statement in _without_comment(code or "").split(";"):
         target, equals, value = statement.partition("=")
         if not equals or value.startswith("="):
             continue

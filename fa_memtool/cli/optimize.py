@@ -91,9 +91,13 @@ def optimize_command(
     if max_slowdown is not None and max_slowdown < 1:
         raise UsageError(f"--max-slowdown must be 1 or more (got {max_slowdown:g})")
     plugin_names = _names([plugins]) if plugins is not None else config.get("plugins")
+    if plugin_names is not None and not plugin_names:
+        raise UsageError("--plugins names no plugin; leave it out to use every installed plugin")
     select(plugin_manager(), plugin_names)  # unknown names fail before anything runs
     flags = WorkloadFlags(path, agents, steps if steps is not None else config.get("steps", DEFAULT_REPLAY_STEPS), seed, factory, step_method, None, scaling, True, 10, max_memory, timeout)
     workload = resolve_workload(flags, config, scaling_by_default=True)
+    if workload.spec.steps < 1:
+        raise UsageError("optimize needs at least one replay step (--steps 1 or more) to prove behaviour")
     check_writable(plan_out, "--plan-out")
     check_writable(json_path, "--json")
     settings = TrialSettings(

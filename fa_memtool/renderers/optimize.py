@@ -69,7 +69,8 @@ def render(result: OptimizeResult, console: Console) -> None:
             table.add_row(Text(trial.plugin), Text(trial.attribute), format_bytes(trial.estimated_bytes_saved_per_agent), Text(trial.reason))
         console.print(table)
     for failure in result.plugin_failures:
-        console.print(Text(f"plugin {failure.plugin} failed while {failure.stage}ing and was skipped: {failure.message}", style="yellow"))
+        stage = {"analyse": "analysing", "apply": "applying", "load": "loading"}.get(failure.stage, failure.stage)
+        console.print(Text(f"plugin {failure.plugin} failed while {stage} and was skipped: {failure.message}", style="yellow"))
 
     attributes = Table(title="Per attribute (mean per agent, amortized)", title_justify="left")
     for column in ("attribute", "before", "after", "type now"):
