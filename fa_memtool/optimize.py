@@ -277,7 +277,11 @@ def run_trials(
         after = per_agent(trial_agents)
         outcome.bytes_before, outcome.bytes_after = current, after
         if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
-            outcome.reason = f"no measured saving ({format_bytes(current - after, signed=True)} per agent)" if after < current else "no measured saving"
+            outcome.reason = (
+                f"no measured saving (only {format_bytes(current - after)} per agent, under {MIN_SAVING_BYTES} B)"
+                if after < current
+                else "no measured saving"
+            )
             return outcome, None, None
         outcome.accepted = True
         outcome.behaviour_changed = changed is not None
