@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from fa_memtool.cli._common import int_list_option, size_option
-from fa_memtool.config import Config
+from fa_memtool.config import Config, parse_fraction
 from fa_memtool.errors import UsageError
 from fa_memtool.runner import Limits, default_max_memory, default_scaling
 from fa_memtool.spec import RunSpec
@@ -121,9 +121,7 @@ def resolve_workload(
     timeout = float(_pick(flags.timeout, config, "timeout", DEFAULT_TIMEOUT_SECONDS))
     if timeout <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds (got {timeout:g})")
-    max_memory = _pick(flags.max_memory, config, "max-memory", None)
-    label = "--max-memory" if flags.max_memory is not None else f"max-memory in [tool.fa-mem] of {config.source}"
-    limit = size_option(str(max_memory), label) if max_memory is not None else None
+    limit = config_size(flags.max_memory, config, "max-memory")
     trace = bool(_pick(flags.trace, config, "trace", True))
     if backend == "memray" and memray_output is None:
         stem = os.path.splitext(os.path.basename(target))[0].split(".")[-1]
@@ -154,3 +152,20 @@ def check_writable(path: str | None, flag: str) -> None:
         raise UsageError(f"cannot write {flag} {path}: {directory} is not a writable directory")
     if os.path.isdir(path):
         raise UsageError(f"cannot write {flag} {path}: it is a directory")
+
+
+def config_value(flag: str | None, config: Config, key: str) -> tuple[object, str]:
+    """The value (flag first, then [tool.fa-mem]) and how to name it in an error."""
+    if flag is not None:
+        return flag, f"--{key}"
+    return config.get(key), f"{key} in [tool.fa-mem] of {config.source}"
+
+
+def config_size(flag: str | None, config: Config, key: str) -> int | None:
+    value, label = config_value(flag, config, key)
+    return None if value is None else size_option(str(value), label)
+
+
+def config_fraction(flag: str | None, config: Config, key: str, default: float) -> float:
+    value, label = config_value(flag, config, key)
+    return default if value is None else parse_fraction(value, label)  # type: ignore[arg-type]

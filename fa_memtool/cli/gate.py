@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fa_memtool.cli._common import child_progress, size_option, stderr_console, stdout_console
+from fa_memtool.cli._common import child_progress, stderr_console, stdout_console
 from fa_memtool.cli._workload import (
     AgentsOption,
     DebugOption,
@@ -27,9 +27,11 @@ from fa_memtool.cli._workload import (
     Workload,
     WorkloadFlags,
     check_writable,
+    config_fraction,
+    config_size,
     resolve_workload,
 )
-from fa_memtool.config import Config, load_config, parse_fraction
+from fa_memtool.config import Config, load_config
 from fa_memtool.errors import EXIT_LIMIT_EXCEEDED, StepFailed, UsageError
 from fa_memtool.gate import (
     DEFAULT_BASELINE,
@@ -147,15 +149,15 @@ def gate_command(
     baseline_file = _baseline_path(baseline, config)
     update = _update_command(workload, baseline_file, report_path)
     budgets = Budgets(
-        per_agent=_size(budget_per_agent, config, "budget-per-agent"),
-        total=_size(budget_total, config, "budget-total"),
-        max_leak=_size(max_leak, config, "max-leak"),
+        per_agent=config_size(budget_per_agent, config, "budget-per-agent"),
+        total=config_size(budget_total, config, "budget-total"),
+        max_leak=config_size(max_leak, config, "max-leak"),
     )
     defaults = Tolerances()
     tolerances = Tolerances(
-        bytes_fraction=_fraction(tolerance, config, "tolerance", defaults.bytes_fraction),
-        rss_fraction=_fraction(rss_tolerance, config, "rss-tolerance", defaults.rss_fraction),
-        min_change_bytes=_size(min_change, config, "min-change") or defaults.min_change_bytes,
+        bytes_fraction=config_fraction(tolerance, config, "tolerance", defaults.bytes_fraction),
+        rss_fraction=config_fraction(rss_tolerance, config, "rss-tolerance", defaults.rss_fraction),
+        min_change_bytes=config_size(min_change, config, "min-change") or defaults.min_change_bytes,
     )
     summary_path = markdown or os.environ.get("GITHUB_STEP_SUMMARY") or None
     for output, flag in ((json_path, "--json"), (save_report_path, "--save-report"), (summary_path, "--markdown" if markdown else "$GITHUB_STEP_SUMMARY")):
@@ -183,23 +185,6 @@ def gate_command(
                 summary.write(buffer.getvalue())
     if not result.passed:
         raise typer.Exit(EXIT_LIMIT_EXCEEDED)
-
-
-def _source(flag: str | None, config: Config, key: str) -> tuple[object, str]:
-    """The value (flag first, then [tool.fa-mem]) and how to name it in an error."""
-    if flag is not None:
-        return flag, f"--{key}"
-    return config.get(key), f"{key} in [tool.fa-mem] of {config.source}"
-
-
-def _size(flag: str | None, config: Config, key: str) -> int | None:
-    value, label = _source(flag, config, key)
-    return None if value is None else size_option(str(value), label)
-
-
-def _fraction(flag: str | None, config: Config, key: str, default: float) -> float:
-    value, label = _source(flag, config, key)
-    return default if value is None else parse_fraction(value, label)  # type: ignore[arg-type]
 
 
 def baseline_update_command(

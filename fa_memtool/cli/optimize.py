@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fa_memtool.cli._common import child_progress, size_option, stderr_console, stdout_console
+from fa_memtool.cli._common import child_progress, stderr_console, stdout_console
 from fa_memtool.cli._workload import (
     AgentsOption,
     DebugOption,
@@ -20,6 +20,7 @@ from fa_memtool.cli._workload import (
     TimeoutOption,
     WorkloadFlags,
     check_writable,
+    config_size,
     resolve_workload,
 )
 from fa_memtool.config import load_config
@@ -82,10 +83,9 @@ def optimize_command(
     4 an agent raised; 5 over --max-memory or --timeout; 130 interrupted.
     """
     config = load_config()
-    target_text = target if target is not None else config.get("target")
-    if target_text is None:
+    target_bytes = config_size(target, config, "target")
+    if target_bytes is None:
         raise UsageError("give --target SIZE (e.g. --target 10MB), or set target in [tool.fa-mem]")
-    target_bytes = size_option(str(target_text), "--target" if target is not None else "target in [tool.fa-mem]")
     if atol < 0 or rtol < 0:
         raise UsageError("--atol and --rtol must be 0 or more")
     if max_slowdown is not None and max_slowdown < 1:
