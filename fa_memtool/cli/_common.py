@@ -90,6 +90,16 @@ def child_progress(enabled: bool) -> Iterator[Any]:
             )
         elif kind == "analyse":
             progress.update(task, description=f"{prefix}: analysing arrays", total=None)
+        elif kind == "trials":
+            if event.get("stage") == "analyse":
+                progress.update(task, description=f"{prefix}: stepping and asking the plugins", total=None)
+            else:
+                progress.update(
+                    task,
+                    description=f"{prefix}: replaying {event.get('name', '')}",
+                    completed=event.get("done", 0),
+                    total=event.get("total"),
+                )
 
     with progress:
         yield on_event
