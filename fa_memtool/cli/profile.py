@@ -79,8 +79,8 @@ def profile_command(
     workload = resolve_workload(flags, load_config(), scaling_by_default=True, backend=backend, memray_output=memray_output)
     check_writable(json_path, "--json")
     if plan is not None:
-        steps = load_plan(plan).steps
-        workload.spec = dataclasses.replace(workload.spec, plan=tuple(dataclasses.asdict(step) for step in steps))
+        plan_steps = load_plan(plan).steps
+        workload.spec = dataclasses.replace(workload.spec, plan=tuple(dataclasses.asdict(step) for step in plan_steps))
     with child_progress(progress) as on_event:
         report = profile(workload.spec, limits=workload.limits, scaling=workload.scaling, progress=on_event)
     terminal.render(report, stdout_console())
