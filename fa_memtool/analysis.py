@@ -7,7 +7,6 @@ compressed size. There is no fixed ratio anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -123,11 +122,18 @@ class AttributeValues:
     arrays: list[list[Any]] = field(default_factory=list)
 
 
-def _digest(array: Any) -> tuple[str, tuple[int, ...], bytes]:
-    import numpy
+IDENTICAL_MIN_BYTES = 1024  # smaller duplicates are not worth sharing
 
-    contiguous = numpy.ascontiguousarray(array)
-    return (str(array.dtype), tuple(array.shape), hashlib.blake2b(contiguous.view(numpy.uint8).data, digest_size=16).digest())
+
+def duplicate_groups(owners: Sequence[Any]) -> list[list[Any]]:
+    """Distinct buffer owners grouped by content, only the groups with two or more."""
+    from fa_memtool.containers.shared import content_key
+
+    groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
+    for owner in owners:
+        if owner.nbytes >= IDENTICAL_MIN_BYTES:
+            groups.setdefault(content_key(owner), []).append(owner)
+    return [members for members in groups.values() if len(members) > 1]
 
 
 def _sparse_bytes(array: Any) -> int:
@@ -170,16 +176,11 @@ def _mostly_zeros(attribute: AttributeValues, agents: int) -> Suggestion | None:
 
 
 def _identical(attribute: AttributeValues, agents: int) -> Suggestion | None:
-    owners = distinct_owners([array for arrays in attribute.arrays for array in arrays])
-    groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
-    for owner in owners:
-        if owner.nbytes >= 1024:
-            groups.setdefault(_digest(owner), []).append(owner)
-    duplicated = {key: members for key, members in groups.items() if len(members) > 1}
+    duplicated = duplicate_groups(distinct_owners([array for arrays in attribute.arrays for array in arrays]))
     if not duplicated:
         return None
-    saved = sum((len(members) - 1) * int(members[0].nbytes) for members in duplicated.values())
-    copies = sum(len(members) for members in duplicated.values())
+    saved = sum((len(members) - 1) * int(members[0].nbytes) for members in duplicated)
+    copies = sum(len(members) for members in duplicated)
     return Suggestion(
         kind="identical-across-agents",
         attribute=attribute.name,

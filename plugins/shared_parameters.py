@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fa_memtool.analysis import duplicate_groups
 from fa_memtool.hookspecs import AnalysisContext, Candidate, PluginInfo, hookimpl
 
 from ._common import agents_with, attributes_by_name, owned_arrays
 
 NAME = "shared-parameters"
-MIN_ARRAY_BYTES = 1024
 
 
 @hookimpl
@@ -25,26 +25,14 @@ def fa_mem_plugin_info() -> PluginInfo:
     return PluginInfo(NAME, "arrays identical across agents -> one shared read-only copy")
 
 
-def _content_key(array: Any) -> tuple[str, tuple[int, ...], bytes]:
-    import hashlib
-
-    import numpy
-
-    data = numpy.ascontiguousarray(array).reshape(-1).view(numpy.uint8)
-    return array.dtype.str, tuple(array.shape), hashlib.blake2b(data.data, digest_size=32).digest()
-
-
 @hookimpl
 def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidate]:
     candidates = []
     for name, values in attributes_by_name(agents).items():
-        groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
-        for array in owned_arrays(values):
-            if array.nbytes >= MIN_ARRAY_BYTES:
-                groups.setdefault(_content_key(array), []).append(array)
-        saved = sum((len(group) - 1) * int(group[0].nbytes) for group in groups.values() if len(group) > 1)
+        groups = duplicate_groups(owned_arrays(values))
+        saved = sum((len(group) - 1) * int(group[0].nbytes) for group in groups)
         if saved > 0:
-            copies = sum(len(group) for group in groups.values() if len(group) > 1)
+            copies = sum(len(group) for group in groups)
             candidates.append(
                 Candidate(
                     plugin=NAME,

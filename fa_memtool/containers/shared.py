@@ -60,6 +60,13 @@ def _content_bytes(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
 
 
+def content_key(array: np.ndarray[Any, Any]) -> _ContentKey:
+    """(dtype.str, shape, digest of the C-order bytes): equal for arrays whose contents
+    are equal, whatever their memory layout. The pool confirms every match in full;
+    callers that only estimate (the analysis, the plugin) may rely on the digest."""
+    return array.dtype.str, tuple(array.shape), _content_digest(_content_bytes(array))
+
+
 def _read_only_copy(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """A private copy, locked: a read-only view of a read-only owner.
 
@@ -157,7 +164,7 @@ class SharedParameterPool:
         if self._pooled_by_id.get(id(array)) is array:
             return array
         content = _content_bytes(array)
-        key: _ContentKey = (array.dtype.str, array.shape, _content_digest(content))
+        key: _ContentKey = (array.dtype.str, tuple(array.shape), _content_digest(content))
         with self._lock:
             bucket = self._buckets.setdefault(key, [])
             for candidate in bucket:
