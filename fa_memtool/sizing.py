@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fa_memtool.paths import object_attributes
+
 __all__ = [
     "AgentSize",
     "AttributeSize",
@@ -122,29 +124,7 @@ def agent_attributes(agent: object) -> list[tuple[str, Any]]:
 
     Reading ``vars`` may create the instance dict on CPython 3.11+ (see module doc).
     """
-    found: list[tuple[str, Any]] = []
-    seen: set[str] = set()
-    instance_dict = getattr(agent, "__dict__", None)
-    if isinstance(instance_dict, dict):
-        for name, value in instance_dict.items():
-            found.append((str(name), value))
-            seen.add(str(name))
-    for klass in type(agent).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        if isinstance(slots, str):
-            slots = (slots,)
-        for name in slots:
-            stripped = klass.__name__.lstrip("_")
-            if name.startswith("__") and not name.endswith("__") and stripped:
-                name = f"_{stripped}{name}"  # name mangling of private slots
-            if name in ("__dict__", "__weakref__") or name in seen:
-                continue
-            seen.add(name)
-            try:
-                found.append((name, object.__getattribute__(agent, name)))
-            except AttributeError:
-                continue  # an unset slot holds nothing
-    return found
+    return object_attributes(agent)
 
 
 class _Graph:

@@ -1,0 +1,377 @@
+"""Paths inside an agent: how fa-mem names every object an agent holds.
+
+A path starts at one of the agent's top-level attributes and follows attributes,
+dict keys and sequence positions::
+
+    weights                         the attribute itself (a top-level path is its name)
+    agent.B[0]                      item 0 of the object array held as .agent.B
+    state.params["likelihood"]["A"] dict keys, written as Python literals
+    history[*]                      every item of a container, as one row
+    grid[2, 3]                      a position in an object array of two dimensions
+
+The report writes paths with a leading dot in text (``.agent.B[0]``); the JSON and
+plans keep them without it, so a top-level path is the attribute name of earlier
+reports and plans. ``[*]`` names a group (all items), never one object: it can be
+read (``resolve_all``) but not assigned.
+
+One function, ``labelled_children``, says which objects an object holds under which
+label; the sizer's tree, the analyses and the transformations all use it, so a path
+printed in a report is a path ``resolve`` and ``assign`` accept.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import types
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fa_memtool.errors import UsageError
+
+__all__ = [
+    "ALL",
+    "PathError",
+    "Step",
+    "assign",
+    "format_path",
+    "join",
+    "labelled_children",
+    "parse_path",
+    "resolve",
+    "resolve_all",
+    "top_attribute",
+    "walk",
+]
+
+
+class PathError(UsageError):
+    """A path that cannot be parsed, read or written on an agent (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a path: an attribute (``kind="attr"``), a dict key (``"key"``), a
+    position in a sequence or object array (``"index"``) or every item (``"items"``)."""
+
+    kind: str
+    value: Any = None
+
+    def text(self) -> str:
+        if self.kind == "attr":
+            return f".{self.value}"
+        if self.kind == "items":
+            return "[*]"
+        if self.kind == "index" and isinstance(self.value, tuple):
+            return "[" + ", ".join(str(part) for part in self.value) + "]"
+        if self.kind == "index":
+            return f"[{self.value}]"
+        if isinstance(self.value, str):
+            # Double quotes, as people write keys; json's escapes are valid Python literals.
+            return "[" + json.dumps(self.value, ensure_ascii=False) + "]"
+        return f"[{self.value!r}]"
+
+
+ALL = Step("items")
+
+# Containers whose items are their children; other objects show their attributes.
+_SEQUENCES = (list, tuple, deque)
+_SETS = (set, frozenset)
+# Objects that belong to the program, not to an agent: their attributes are not data.
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+    types.GeneratorType,
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    range,
+    memoryview,
+)
+
+
+def format_path(steps: tuple[Step, ...] | list[Step]) -> str:
+    """The text of a path (no leading dot: a top-level path is the attribute name)."""
+    text = "".join(step.text() for step in steps)
+    return text[1:] if text.startswith(".") else text
+
+
+def join(path: str, step: Step) -> str:
+    """``path`` extended by one step (``""`` is the agent itself)."""
+    text = step.text()
+    return text[1:] if not path and text.startswith(".") else path + text
+
+
+def _parse_literal(text: str, path: str) -> Any:
+    if text.strip() == "*":
+        return ALL
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise PathError(f"path {path!r}: {text!r} is not a literal key or index") from None
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes, float, complex)):
+        return Step("key", value)
+    if isinstance(value, int):
+        return Step("index", value)
+    if isinstance(value, tuple) and value and all(type(part) is int for part in value):
+        return Step("index", value)
+    return Step("key", value)
+
+
+def parse_path(path: str) -> tuple[Step, ...]:
+    """The steps of a path such as ``agent.B[0]`` or ``.params["A"]``."""
+    text = path.strip()
+    if text.startswith("."):
+        text = text[1:]
+    steps: list[Step] = []
+    position = 0
+    expect_name = True
+    while position < len(text):
+        char = text[position]
+        if char == "[":
+            end = _closing_bracket(text, position, path)
+            literal = _parse_literal(text[position + 1 : end], path)
+            steps.append(literal)
+            position = end + 1
+            expect_name = False
+            continue
+        if char == ".":
+            position += 1
+            expect_name = True
+            continue
+        if not expect_name:
+            raise PathError(f"path {path!r}: expected '.' or '[' at position {position}")
+        end = position
+        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+            end += 1
+        name = text[position:end]
+        if not name.isidentifier():
+            raise PathError(f"path {path!r}: {text[position:] or 'nothing'!r} is not an attribute name")
+        steps.append(Step("attr", name))
+        position = end
+        expect_name = False
+    if not steps:
+        raise PathError("an empty path names no attribute")
+    if steps[0].kind != "attr":
+        raise PathError(f"path {path!r} must start with an attribute name")
+    return tuple(steps)
+
+
+def _closing_bracket(text: str, start: int, path: str) -> int:
+    """The ``]`` that closes the ``[`` at ``start`` (brackets inside string keys ignored)."""
+    quote: str | None = None
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 2
+                continue
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "]":
+            return index
+        index += 1
+    raise PathError(f"path {path!r}: '[' at position {start} is never closed")
+
+
+def top_attribute(path: str) -> str:
+    """The top-level attribute a path starts at."""
+    return str(parse_path(path)[0].value)
+
+
+def _read(holder: Any, step: Step, path: str) -> Any:
+    try:
+        if step.kind == "attr":
+            return getattr(holder, step.value)
+        return holder[step.value]
+    except (AttributeError, KeyError, IndexError, TypeError) as error:
+        raise PathError(f"{type(holder).__name__} has no {step.text()} (path {path!r}): {error}") from None
+
+
+def resolve(root: Any, path: str | tuple[Step, ...]) -> Any:
+    """The object at ``path`` on ``root`` (``[*]`` is refused: it names many objects)."""
+    steps = parse_path(path) if isinstance(path, str) else path
+    shown = path if isinstance(path, str) else format_path(path)
+    value = root
+    for step in steps:
+        if step.kind == "items":
+            raise PathError(f"path {shown!r} names every item of a container, not one object")
+        value = _read(value, step, shown)
+    return value
+
+
+def _items(container: Any) -> list[Any]:
+    if isinstance(container, dict):
+        return list(container.values())
+    numpy = _numpy()
+    if numpy is not None and isinstance(container, numpy.ndarray):
+        return list(container.flat) if container.dtype == object else []
+    try:
+        return list(container)
+    except TypeError:
+        return []
+
+
+def resolve_all(root: Any, path: str | tuple[Step, ...]) -> list[Any]:
+    """Every object ``path`` names on ``root``: one, or several where it has ``[*]``."""
+    steps = parse_path(path) if isinstance(path, str) else path
+    shown = path if isinstance(path, str) else format_path(path)
+    values = [root]
+    for step in steps:
+        if step.kind == "items":
+            values = [item for value in values for item in _items(value)]
+        else:
+            values = [_read(value, step, shown) for value in values]
+    return values
+
+
+def assign(root: Any, path: str | tuple[Step, ...], value: Any) -> None:
+    """Replace the object at ``path`` on ``root`` with ``value``."""
+    steps = parse_path(path) if isinstance(path, str) else path
+    shown = path if isinstance(path, str) else format_path(path)
+    holder = resolve(root, steps[:-1]) if len(steps) > 1 else root
+    last = steps[-1]
+    if last.kind == "items":
+        raise PathError(f"path {shown!r} names every item of a container; assign each item instead")
+    if isinstance(holder, (tuple, frozenset, str, bytes)):
+        raise PathError(f"cannot replace {shown!r}: it is held by an immutable {type(holder).__name__}")
+    try:
+        if last.kind == "attr":
+            setattr(holder, last.value, value)
+        else:
+            holder[last.value] = value
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as error:
+        raise PathError(f"cannot replace {shown!r} on {type(holder).__name__}: {error}") from None
+
+
+def _numpy() -> Any:
+    import sys
+
+    return sys.modules.get("numpy")
+
+
+def object_attributes(obj: object) -> list[tuple[str, Any]]:
+    """An object's attributes: instance dict entries, then slots.
+
+    Reading ``vars`` may create the instance dict on CPython 3.11+ (the sizer's
+    module doc says so); slots that were never set hold nothing.
+    """
+    found: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    instance_dict = getattr(obj, "__dict__", None)
+    if isinstance(instance_dict, dict):
+        for name, value in instance_dict.items():
+            found.append((str(name), value))
+            seen.add(str(name))
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots:
+            stripped = klass.__name__.lstrip("_")
+            if name.startswith("__") and not name.endswith("__") and stripped:
+                name = f"_{stripped}{name}"  # name mangling of private slots
+            if name in ("__dict__", "__weakref__") or name in seen:
+                continue
+            seen.add(name)
+            try:
+                found.append((name, object.__getattribute__(obj, name)))
+            except AttributeError:
+                continue
+    return found
+
+
+def labelled_children(obj: Any) -> list[tuple[Step, Any]]:
+    """The objects ``obj`` holds as data, each with the step that reaches it.
+
+    Dicts give their values by key (keys are the dict's own memory), sequences and
+    object arrays their items by position, sets their items as ``[*]``, other objects
+    their attributes. Functions, classes, modules and scalars hold no data paths.
+    """
+    if isinstance(obj, dict):
+        return [(Step("key", key), value) for key, value in obj.items()]
+    if isinstance(obj, _SEQUENCES):
+        return [(Step("index", position), item) for position, item in enumerate(obj)]
+    if isinstance(obj, _SETS):
+        return [(ALL, item) for item in obj]
+    if isinstance(obj, _OPAQUE):
+        return []
+    numpy = _numpy()
+    if numpy is not None and isinstance(obj, numpy.ndarray):
+        if obj.dtype != object:
+            return []
+        if obj.ndim == 1:
+            return [(Step("index", position), item) for position, item in enumerate(obj)]
+        return [(Step("index", tuple(int(part) for part in index)), item) for index, item in numpy.ndenumerate(obj)]
+    try:
+        return [(Step("attr", name), value) for name, value in object_attributes(obj)]
+    except Exception:  # an object whose attribute access raises holds no readable paths
+        return []
+
+
+def walk(
+    root: Any,
+    *,
+    max_depth: int = 8,
+    max_objects: int = 100_000,
+    stop: frozenset[int] = frozenset(),
+) -> Iterator[tuple[str, Any, int]]:
+    """Breadth-first ``(path, object, depth)`` for everything ``root`` holds as data,
+    each object once, at its shortest path (ties: attribute order). Objects whose id is
+    in ``stop`` (other agents, the model) are neither yielded nor entered."""
+    seen = {id(root)} | set(stop)
+    queue: deque[tuple[str, Any, int]] = deque([("", root, 0)])
+    yielded = 0
+    while queue:
+        path, obj, depth = queue.popleft()
+        if depth:
+            yield path, obj, depth
+            yielded += 1
+            if yielded >= max_objects:
+                return
+        if depth >= max_depth:
+            continue
+        for step, child in labelled_children(obj):
+            if id(child) in seen or child is None:
+                continue
+            seen.add(id(child))
+            queue.append((join(path, step), child, depth + 1))
+
+
+def paths_to(root: Any, target: Any, *, max_depth: int = 8, limit: int = 16, stop: frozenset[int] = frozenset()) -> list[str]:
+    """Every path (up to ``limit``) by which ``root`` holds ``target``: its aliases.
+
+    Unlike ``walk`` this follows every edge, not only the first that reaches an
+    object, so an array held both in a cache and in a model is found at both places.
+    """
+    found: list[str] = []
+    expanded: set[int] = set(stop)
+    queue: deque[tuple[str, Any, int]] = deque([("", root, 0)])
+    while queue and len(found) < limit:
+        path, obj, depth = queue.popleft()
+        if id(obj) in expanded or depth >= max_depth:
+            continue
+        expanded.add(id(obj))
+        for step, child in labelled_children(obj):
+            child_path = join(path, step)
+            if child is target:
+                found.append(child_path)
+                if len(found) >= limit:
+                    break
+            elif id(child) not in expanded and not isinstance(child, _OPAQUE):
+                queue.append((child_path, child, depth + 1))
+    return found
