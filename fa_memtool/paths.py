@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 import types
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fa_memtool.errors import UsageError
 
@@ -51,10 +51,10 @@ class PathError(UsageError):
     """A path that cannot be parsed, read or written on an agent (exit 2)."""
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One step of a path: an attribute (``kind="attr"``), a dict key (``"key"``), a
-    position in a sequence or object array (``"index"``) or every item (``"items"``)."""
+    position in a sequence or object array (``"index"``) or every item (``"items"``).
+    A named tuple: the tree makes one per edge it names, so it must be cheap."""
 
     kind: str
     value: Any = None
@@ -259,8 +259,6 @@ def assign(root: Any, path: str | tuple[Step, ...], value: Any) -> None:
 
 
 def _numpy() -> Any:
-    import sys
-
     return sys.modules.get("numpy")
 
 
@@ -271,13 +269,33 @@ def object_attributes(obj: object) -> list[tuple[str, Any]]:
     module doc says so); slots that were never set hold nothing.
     """
     found: list[tuple[str, Any]] = []
-    seen: set[str] = set()
     instance_dict = getattr(obj, "__dict__", None)
     if isinstance(instance_dict, dict):
-        for name, value in instance_dict.items():
-            found.append((str(name), value))
-            seen.add(str(name))
-    for klass in type(obj).__mro__:
+        found = [(str(name), value) for name, value in instance_dict.items()]
+    slots = _slot_names(type(obj))
+    if slots:
+        seen = {name for name, _ in found}
+        for name in slots:
+            if name in seen:
+                continue
+            try:
+                found.append((name, object.__getattribute__(obj, name)))
+            except AttributeError:
+                continue
+    return found
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _slot_names(kind: type) -> tuple[str, ...]:
+    """The slot names of a class and its bases, mangled as Python stores them (cached:
+    walking the method resolution order for every object would dominate a walk)."""
+    found = _SLOTS.get(kind)
+    if found is not None:
+        return found
+    names: list[str] = []
+    for klass in kind.__mro__:
         slots = klass.__dict__.get("__slots__", ())
         if isinstance(slots, str):
             slots = (slots,)
@@ -285,13 +303,9 @@ def object_attributes(obj: object) -> list[tuple[str, Any]]:
             stripped = klass.__name__.lstrip("_")
             if name.startswith("__") and not name.endswith("__") and stripped:
                 name = f"_{stripped}{name}"  # name mangling of private slots
-            if name in ("__dict__", "__weakref__") or name in seen:
-                continue
-            seen.add(name)
-            try:
-                found.append((name, object.__getattribute__(obj, name)))
-            except AttributeError:
-                continue
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    _SLOTS[kind] = found = tuple(names)
     return found
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fa_memtool.paths import object_attributes
+from fa_memtool.pathtree import PathNode, build_forest
 
 __all__ = [
     "AgentSize",
@@ -117,6 +118,7 @@ class PopulationSize:
     objects: int
     shared_groups: list[SharedGroup]
     unsized_objects: int  # objects whose __sizeof__ raised; counted at object.__sizeof__
+    paths: list[PathNode] = field(default_factory=list)  # the population's tree: per-agent means by path
 
 
 def agent_attributes(agent: object) -> list[tuple[str, Any]]:
@@ -416,6 +418,8 @@ def _measure_population(
     module_globals: Iterable[object] = (),
     attribute_detail: bool = True,
     max_shared_groups: int = 20,
+    paths: bool = True,
+    path_detail: bool = False,
 ) -> PopulationSize:
     """measure_population with the collector already paused."""
     agent_list = list(agents)
@@ -524,6 +528,7 @@ def _measure_population(
     bit_file = [0] * bit_count
     groups: list[SharedGroup] = []
     sharers_by_mask: dict[int, int] = {}
+    global_by_mask: dict[int, bool] = {}
     distinct = shared_total = exclusive_total = file_total = 0
     for mask, (heap_bytes, object_count, largest_position) in by_mask.items():
         file_bytes = file_by_mask.get(mask, 0)
@@ -531,6 +536,7 @@ def _measure_population(
         file_total += file_bytes
         wide = _wide(mask)
         is_global = bool(wide & global_bit)
+        global_by_mask[mask] = is_global
         bits_by_agent: dict[int, list[int]] = {}
         for bit in ((~mask,) if mask < 0 else _bits(wide & (global_bit - 1))):
             if bit == global_bit_index:
@@ -575,6 +581,11 @@ def _measure_population(
                 if single:
                     bit_exclusive[bit] += heap_bytes
 
+    tree = (
+        _path_trees(graph, masks, sharers_by_mask, global_by_mask, attribute_lists, attribute_nodes, path_detail)
+        if paths and attribute_detail
+        else []
+    )
     results: list[AgentSize] = []
     bit = 0
     for agent_index, agent in enumerate(agent_list):
@@ -634,7 +645,63 @@ def _measure_population(
         objects=len(masks),
         shared_groups=groups[:max_shared_groups],
         unsized_objects=graph.unsized,
+        paths=tree,
     )
+
+
+def _path_trees(
+    graph: _Graph,
+    masks: list[int],
+    sharers_by_mask: dict[int, int],
+    global_by_mask: dict[int, bool],
+    attribute_lists: list[list[tuple[str, Any]]],
+    attribute_nodes: list[list[int | None]],
+    detail: bool,
+) -> list[PathNode]:
+    """The population's tree of paths (fa_memtool.pathtree) from the graph and its masks."""
+    roots = [
+        [(name, node) for (name, _), node in zip(attributes, nodes) if node is not None]
+        for attributes, nodes in zip(attribute_lists, attribute_nodes)
+    ]
+    forest = build_forest(
+        objects=graph.objects,
+        sizes=graph.sizes,
+        file_sizes=graph.file_sizes,
+        children=graph.children,
+        sharers=[sharers_by_mask[mask] for mask in masks],
+        module_global=[global_by_mask[mask] for mask in masks],
+        roots_by_agent=roots,
+    )
+    return forest.population_tree(roots, detail=detail, describe=describe_path_object)
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def describe_path_object(obj: object, detail: bool) -> dict[str, Any]:
+    """Shape, dtype and length of an object in the tree; with ``detail``, the zero
+    fraction of a numeric array too (it reads every element: the final sample only)."""
+    found: dict[str, Any] = {}
+    kind = type(obj)
+    if kind in _ATOMIC_TYPES:
+        return found
+    shape = getattr(obj, "shape", None)
+    dtype = getattr(obj, "dtype", None)
+    if isinstance(shape, tuple) and dtype is not None:
+        try:
+            found["shape"] = [int(extent) for extent in shape]
+        except (TypeError, ValueError):
+            pass
+        name = _DTYPE_NAMES.get(dtype)
+        if name is None:
+            name = _DTYPE_NAMES[dtype] = str(dtype)  # str(dtype) is slow; dtypes are few
+        found["dtype"] = name
+    elif isinstance(obj, (list, tuple, dict, set, frozenset)) or type(obj).__name__ == "deque":
+        found["length"] = len(obj)  # type: ignore[arg-type]
+    numpy = sys.modules.get("numpy")
+    if detail and numpy is not None and type(obj) is numpy.ndarray and obj.dtype != object and obj.dtype.fields is None and obj.size:
+        found["zero_fraction"] = 1.0 - int(numpy.count_nonzero(obj)) / int(obj.size)
+    return found
 
 
 def measure_population(
@@ -643,12 +710,16 @@ def measure_population(
     module_globals: Iterable[object] = (),
     attribute_detail: bool = True,
     max_shared_groups: int = 20,
+    paths: bool = True,
+    path_detail: bool = False,
 ) -> PopulationSize:
     """Size a whole population in one walk.
 
     ``module_globals`` are objects owned by the program (module-level values, class
     attributes): where agents reach them they are shared, never exclusive.
-    With ``attribute_detail`` every top-level attribute gets its own split.
+    With ``attribute_detail`` every top-level attribute gets its own split, and with
+    ``paths`` each agent (and the population) a bounded tree of the paths inside its
+    attributes (fa_memtool.pathtree); ``path_detail`` adds each array's zero fraction.
 
     The garbage collector is paused during the walk: the walk's own bookkeeping
     would otherwise trigger collections that traverse the whole heap (the cost grows
@@ -659,7 +730,12 @@ def measure_population(
     gc.disable()
     try:
         return _measure_population(
-            agents, module_globals=module_globals, attribute_detail=attribute_detail, max_shared_groups=max_shared_groups
+            agents,
+            module_globals=module_globals,
+            attribute_detail=attribute_detail,
+            max_shared_groups=max_shared_groups,
+            paths=paths,
+            path_detail=path_detail,
         )
     finally:
         if collecting:
