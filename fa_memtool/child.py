@@ -28,7 +28,9 @@ from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, StepFailed
 from fa_memtool.assemble import attribute_agents, timing_report
 from fa_memtool.gcstats import GCMonitor
-from fa_memtool.growth import analyse_growth
+from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
+from fa_memtool.pathtree import flatten
+from fa_memtool.paths import PathError, resolve
 from fa_memtool.report import (
     SCHEMA_VERSION,
     Allocations,
@@ -53,6 +55,7 @@ from fa_memtool.workload import (
 )
 
 SITES_SHOWN = 10
+TREE_SAMPLES = 6  # samples (first and last included) that build the tree of paths
 TRACED_STEPS = 3  # steps traced with tracemalloc per run, besides the last one
 
 
@@ -332,11 +335,17 @@ class Measurement:
         sampling = [0.0]
         latest: list[PopulationSize] = []
 
-        def sample(step: int) -> None:
+        tree_steps = _tree_sample_steps(spec.steps, spec.sampling_interval)
+        tree_samples: list[TimelineSample] = []
+        path_series: dict[str, list[float]] = defaultdict(list)
+
+        def sample(step: int, *, final: bool = False) -> None:
             started = time.perf_counter()
+            final = final or step == spec.steps
+            with_tree = final or step in tree_steps
             # measure_population pauses the collector: its walk never triggers a
             # collection that would be counted as the agents' GC cost.
-            sized = measure_population(agents, module_globals=globals_)
+            sized = measure_population(agents, module_globals=globals_, paths=with_tree, path_detail=final)
             count = len(sized.agents)
             totals: dict[str, float] = defaultdict(float)
             for agent in sized.agents:
@@ -354,6 +363,14 @@ class Measurement:
                     rss_bytes=int(self.process.memory_info().rss),
                 )
             )
+            if with_tree:
+                rows = {row.path: row for row in flatten(sized.paths)}
+                for path in set(path_series) | set(growth_paths(list(rows.values()))):
+                    values = path_series[path]
+                    values.extend([0.0] * (len(tree_samples) - len(values)))  # paths that appeared late
+                    row = rows.get(path)
+                    values.append(row.amortized_bytes * row.agents / count if row is not None else 0.0)
+                tree_samples.append(samples[-1])
             latest[:] = [sized]
             sampling[0] += time.perf_counter() - started
 
@@ -367,7 +384,7 @@ class Measurement:
             stepped, failure = self._step_loop(agents, stream, sample, traced_every)
         completed = stepped["completed"]
         if failure is not None and (not samples or samples[-1].step != completed):
-            sample(completed)
+            sample(completed, final=True)
         self.record_phase("steps")
         if memray_tracker is not None:
             memray_tracker.__exit__(None, None, None)
@@ -382,6 +399,8 @@ class Measurement:
             for name, value in named.items():
                 values_by_name[name].append(value)
         growth = analyse_growth(samples, dict(series), values_by_name)
+        growth.paths = deepest_growth(tree_samples, dict(path_series), _values_at_paths(agents, path_series))
+        name_deepest(growth)
         growing = {item.name for item in growth.attributes}
         growth_sites = {name: site for name, site in stepped["newest_sites"].items() if name in growing}
         for item in growth.attributes:
@@ -469,12 +488,40 @@ class Measurement:
             suggestions=suggestions,
             error=failure,
             notes=self.notes,
+            paths=final.paths,
         )
         if agent_steps == 0 and spec.steps:
             self.notes.append("no step completed")
         import dataclasses
 
         return {"report": dataclasses.asdict(profile_report)}
+
+
+def _tree_sample_steps(steps: int, interval: int) -> set[int]:
+    """The sample steps that also build the tree of paths: the first, the last and
+    evenly spaced ones between, TREE_SAMPLES in all. The tree costs about as much again
+    as the walk, so building it at every sample would double the sampling time; the
+    growth of each path is fitted over these samples."""
+    planned = sorted({0, *range(interval, steps + 1, interval), steps})
+    if len(planned) <= TREE_SAMPLES:
+        return set(planned)
+    last = len(planned) - 1
+    return {planned[round(index * last / (TREE_SAMPLES - 1))] for index in range(TREE_SAMPLES)}
+
+
+def _values_at_paths(agents: list[Any], path_series: dict[str, list[float]]) -> dict[str, list[Any]]:
+    """The live value at each fitted path on every agent that has it (a path of one
+    agent may be missing on another)."""
+    found: dict[str, list[Any]] = {}
+    for path in path_series:
+        values = []
+        for agent in agents:
+            try:
+                values.append(resolve(agent, path))
+            except PathError:
+                continue
+        found[path] = values
+    return found
 
 
 def main(argv: list[str]) -> int:

@@ -115,8 +115,7 @@ def analyse_growth(
     if len(samples) < 2:
         verdict = "not enough samples to judge growth (run more steps)"
     elif leaking:
-        names = ", ".join(item.name for item in unbounded[:3])
-        verdict = f"leaking {format_bytes(late_slope, signed=True)} per agent per step ({names})"
+        verdict = _leak_text(late_slope, unbounded)
     elif growing:
         verdict = "bounded growth: " + ", ".join(f"{item.name} ({item.reason})" for item in growing[:3])
     else:
@@ -130,3 +129,52 @@ def analyse_growth(
         verdict=verdict,
         attributes=growing,
     )
+
+
+def growth_paths(path_rows: list[Any]) -> list[str]:
+    """The paths of a tree whose growth is worth fitting: named objects, not the
+    ``[*]`` groups (their items come and go; the container holding them grows) nor
+    ``(other)`` rows."""
+    return [row.path for row in path_rows if "[*]" not in row.path and not row.path.endswith(")")]
+
+
+def deepest_growth(
+    samples: list[TimelineSample],
+    path_series: dict[str, list[float]],
+    final_values: dict[str, list[Any]],
+) -> list[AttributeGrowth]:
+    """Growth attributed to the deepest paths that grow.
+
+    Every path is fitted as attributes are (``analyse_growth``); a growing path is
+    reported in its own name only when what its growing descendants explain leaves
+    a real part of its growth unexplained, so ``agent`` growing because
+    ``agent.qs_hist`` and ``agent.prev_actions`` grow is reported as those two.
+    """
+    growing = analyse_growth(samples, path_series, final_values).attributes
+    by_path = {item.name: item for item in growing}
+    reported: list[AttributeGrowth] = []
+    for item in growing:
+        descendants = [other for other in by_path if other != item.name and _is_below(other, item.name)]
+        # Only the outermost growing descendants: a grandchild's growth is inside its parent's.
+        outermost = [path for path in descendants if not any(_is_below(path, other) for other in descendants if other != path)]
+        explained = sum(max(by_path[path].bytes_per_step_per_agent, 0.0) for path in outermost)
+        unexplained = item.bytes_per_step_per_agent - explained
+        if not outermost or unexplained > max(LEAK_THRESHOLD_BYTES_PER_STEP, 0.1 * item.bytes_per_step_per_agent):
+            reported.append(item)
+    return reported
+
+
+def _is_below(path: str, ancestor: str) -> bool:
+    return path.startswith(ancestor) and path[len(ancestor) : len(ancestor) + 1] in (".", "[")
+
+
+def _leak_text(late_slope: float, unbounded: list[AttributeGrowth]) -> str:
+    names = ", ".join(item.name for item in unbounded[:3])
+    return f"leaking {format_bytes(late_slope, signed=True)} per agent per step ({names})"
+
+
+def name_deepest(growth: Growth) -> None:
+    """Name the deepest growing paths (``growth.paths``) in a leak verdict."""
+    unbounded = [item for item in growth.paths if not item.bounded]
+    if growth.leaking and unbounded:
+        growth.verdict = _leak_text(growth.late_bytes_per_step_per_agent, unbounded)

@@ -70,12 +70,9 @@ class PathNode:
     agents: int = 1  # agents that have this path (population tree)
     min_amortized_bytes: float | None = None  # across agents (population tree)
     max_amortized_bytes: float | None = None
+    shared: bool = False  # reached by two or more agents or by the program's globals
     aliases: list[str] = field(default_factory=list)  # other paths to the same object in the agent
     children: list[PathNode] = field(default_factory=list)
-
-    @property
-    def shared(self) -> bool:
-        return self.sharers > 1 or self.module_global
 
 
 class Forest:
@@ -224,23 +221,38 @@ class Forest:
         found.reverse()
         return found
 
+    def _namer(self, holder: int) -> int:
+        """The node whose labels name ``holder``'s children: its owner when ``holder``
+        is an object's instance dict (whose keys are the owner's attribute names)."""
+        up = self.parent[holder]
+        if up >= 0 and type(self.objects[holder]) is dict:
+            if getattr(self.objects[up], "__dict__", None) is self.objects[holder]:
+                return up
+        return holder
+
+    def _step_to(self, holder: int, target: object) -> tuple[int, Step] | None:
+        """The named node that holds ``target`` and the step, looking up through
+        unnamed holders (instance dicts, a view's base) from ``holder``."""
+        for _ in range(_FOLD_DEPTH + 1):
+            holder = self._namer(holder)
+            step = self._label_map(holder).get(id(target))
+            if step is not None:
+                return holder, step
+            if self.parent[holder] < 0:
+                return None
+            holder = self.parent[holder]
+        return None
+
     def path_of(self, node: int, root_names: dict[int, str]) -> str | None:
         """The tree path of a node inside its owner agent (None where a step has no name)."""
         steps: list[str] = []
         current = node
         while self.parent[current] >= 0:
-            up = self.parent[current]
-            holder = up
-            step = None
-            for _ in range(_FOLD_DEPTH + 1):
-                step = self._label_map(holder).get(id(self.objects[current]))
-                if step is not None or self.parent[holder] < 0:
-                    break
-                holder = self.parent[holder]
-            if step is None:
+            found = self._step_to(self.parent[current], self.objects[current])
+            if found is None:
                 return None
+            current, step = found
             steps.append(step.text())
-            current = holder
         root = root_names.get(current)
         if root is None:
             return None
@@ -249,16 +261,13 @@ class Forest:
     def alias_paths(self, node: int, *, exclude: str) -> list[str]:
         """The other paths by which the owner agent holds the node's object."""
         found = [name for name in self.root_aliases.get(node, ()) if name != exclude]
-        target = id(self.objects[node])
         for holder in self.aliases.get(node, ()):
-            step = None
-            for _ in range(_FOLD_DEPTH + 1):  # through an instance dict to its object
-                step = self._label_map(holder).get(target)
-                if step is not None or self.parent[holder] < 0:
-                    break
-                holder = self.parent[holder]
-            base = self.path_of(holder, self.root_names) if step is not None else None
-            if base is not None and step is not None:
+            located = self._step_to(holder, self.objects[node])
+            if located is None:
+                continue
+            named, step = located
+            base = self.path_of(named, self.root_names)
+            if base is not None:
                 alias = base + step.text()
                 if alias != exclude and alias not in found:
                     found.append(alias)
@@ -347,6 +356,7 @@ class Forest:
             min_amortized_bytes=min(per_agent.values()) if per_agent else None,
             max_amortized_bytes=max(per_agent.values()) if per_agent else None,
         )
+        row.shared = row.sharers > 1 or row.module_global
         if detail:
             row.zero_fraction = self._zero_fraction(nodes, describe)
         for node in nodes[:MAX_ALIASES]:

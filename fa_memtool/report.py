@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fa_memtool.errors import ReportError, UsageError
+from fa_memtool.pathtree import PathNode
 from fa_memtool.sizing import SharedGroup
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this fa-mem reads: version 2 only added fields (the path tree), so a
+# version 1 report reads with those fields empty.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -148,6 +152,7 @@ class Growth:
     leaking: bool
     verdict: str
     attributes: list[AttributeGrowth] = field(default_factory=list)
+    paths: list[AttributeGrowth] = field(default_factory=list)  # the deepest paths that grow (name: a path)
 
 
 @dataclass
@@ -239,6 +244,7 @@ class Report:
     suggestions: list[Suggestion] = field(default_factory=list)
     error: Failure | None = None
     notes: list[str] = field(default_factory=list)
+    paths: list[PathNode] = field(default_factory=list)  # where the memory sits: the tree of paths
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, allow_nan=False)
@@ -320,10 +326,9 @@ def report_from_json(text: str, *, source: str = "report") -> Report:
         raise ReportError(f"{source} is not valid JSON (line {error.lineno}: {error.msg})") from error
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError(f"{source} is not an fa-mem report (no schema_version)")
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise ReportError(
-            f"{source} has schema_version {data['schema_version']!r}; this fa-mem reads {SCHEMA_VERSION}"
-        )
+    if data["schema_version"] not in READABLE_SCHEMA_VERSIONS or type(data["schema_version"]) is not int:
+        readable = " and ".join(str(version) for version in READABLE_SCHEMA_VERSIONS)
+        raise ReportError(f"{source} has schema_version {data['schema_version']!r}; this fa-mem reads {readable}")
     try:
         return from_dict(Report, data)
     except (TypeError, KeyError, ValueError) as error:

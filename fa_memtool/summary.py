@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from fa_memtool.report import AttributeReport, Report
+from fa_memtool.pathtree import PathNode
+from fa_memtool.report import AttributeGrowth, AttributeReport, Report
 
 
 @dataclass
@@ -74,3 +75,35 @@ def sparkline(values: list[float], *, width: int = 40) -> str:
     if high == low:
         return blocks[0] * len(values)
     return "".join(blocks[min(int((value - low) / (high - low) * (len(blocks) - 1) + 0.5), len(blocks) - 1)] for value in values)
+
+
+PATH_SHARE = 0.01  # rows under this share of an agent's amortized bytes are left out
+
+
+def largest_paths(report: Report, *, limit: int) -> list[tuple[int, PathNode]]:
+    """The tree's rows worth reading, parents before children, with their depth: every
+    row holding at least PATH_SHARE of the mean agent's amortized bytes, at most
+    ``limit``, largest first among siblings (``(other)`` rows last)."""
+    floor = PATH_SHARE * report.population.per_agent_bytes
+    found: list[tuple[int, PathNode]] = []
+    stack: list[tuple[int, PathNode]] = [(0, row) for row in reversed(_ordered(report.paths))]
+    while stack and len(found) < limit:
+        depth, row = stack.pop()
+        if row.amortized_bytes < floor and row.deep_bytes < floor:
+            continue
+        found.append((depth, row))
+        stack.extend((depth + 1, child) for child in reversed(_ordered(row.children)))
+    return found
+
+
+def _ordered(rows: list[PathNode]) -> list[PathNode]:
+    return sorted(rows, key=lambda row: (row.name == "(other)", -row.amortized_bytes))
+
+
+def has_nested_paths(report: Report) -> bool:
+    return any(row.children for row in report.paths)
+
+
+def growth_rows(report: Report) -> list[AttributeGrowth]:
+    """What grew, by the deepest paths when the report has them (older reports: attributes)."""
+    return report.growth.paths or report.growth.attributes

@@ -11,13 +11,14 @@ from rich.table import Table
 from rich.text import Text
 
 from fa_memtool.report import Report
-from fa_memtool.summary import attribute_summaries, sparkline
+from fa_memtool.summary import attribute_summaries, growth_rows, has_nested_paths, largest_paths, sparkline
 from fa_memtool.units import format_bytes
 
 AGENT_ROWS = 10
 # Under this RSS difference between population sizes, allocator noise dominates the fit.
 RSS_RESOLUTION = 1024 * 1024
 ATTRIBUTE_ROWS = 25
+PATH_ROWS = 24
 
 
 def _short_site(site: str | None) -> str:
@@ -144,7 +145,7 @@ def _timeline(report: Report) -> Table | None:
         format_bytes(rss[-1]),
         format_bytes(report.growth.rss_bytes_per_step, signed=True),
     )
-    for attribute in report.growth.attributes[:5]:
+    for attribute in growth_rows(report)[:5]:
         label = Text(f"  .{attribute.name}")  # Text: user names are never markup
         label.append(" bounded" if attribute.bounded else " unbounded", style="green" if attribute.bounded else "red")
         table.add_row(
@@ -211,6 +212,37 @@ def _attributes(report: Report) -> Table:
     return table
 
 
+def _paths(report: Report) -> Table | None:
+    if not has_nested_paths(report):
+        return None  # the per-attribute table already says it all
+    table = Table(title="Where the memory sits (mean per agent)", title_justify="left")
+    table.add_column("path")
+    table.add_column("type / shape")
+    table.add_column("deep", justify="right")
+    table.add_column("amortized", justify="right")
+    table.add_column("shared", justify="right")
+    table.add_column("zeros", justify="right")
+    for depth, row in largest_paths(report, limit=PATH_ROWS):
+        label = Text("  " * depth + (f".{row.path}" if depth == 0 else row.name))
+        if row.aliases:
+            label.append(f"\n{'  ' * depth}  also at " + ", ".join(f".{alias}" for alias in row.aliases), style="dim")
+        kind = row.type_name
+        if row.shape is not None:
+            kind = "x".join(str(extent) for extent in row.shape) + (f" {row.dtype}" if row.dtype else "")
+        if row.items != 1 and row.name != "(other)":
+            kind = f"{row.items:.3g} x {kind}"
+        shared = f"{row.sharers} agents" if row.sharers > 1 else ("module" if row.module_global else "no")
+        table.add_row(
+            label,
+            Text(kind),
+            format_bytes(row.deep_bytes),
+            format_bytes(row.amortized_bytes),
+            shared,
+            _percent(row.zero_fraction),
+        )
+    return table
+
+
 def _shared(report: Report) -> Table | None:
     if not report.shared:
         return None
@@ -263,6 +295,7 @@ def render(report: Report, console: Console) -> None:
         _timeline(report),
         _agents(report),
         _attributes(report),
+        _paths(report),
         _shared(report),
         _sites(report),
         _suggestions(report),
