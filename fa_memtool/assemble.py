@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fa_memtool import analysis
-from fa_memtool.report import AgentReport, Timing
+from fa_memtool.pathtree import PathNode, flatten
+from fa_memtool.report import AgentReport, AttributeGrowth, Timing
 from fa_memtool.sizing import SELF_ATTRIBUTE, PopulationSize
 
 
@@ -122,3 +123,29 @@ def timing_report(
         untraced_step_ms_p50=percentile(untraced, 0.5) * 1000.0 if untraced else None,
         profiling_overhead_fraction=overhead,
     )
+
+
+def _site_for(path: str, sites: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """A path's site; a ``[*]`` row takes its first item's (``history[*]`` -> ``history[0]``)."""
+    found = sites.get(path)
+    if found is None and "[*]" in path:
+        found = sites.get(path.replace("[*]", "[0]"))
+    return found
+
+
+def attach_path_sites(
+    rows: list[PathNode],
+    growth: list[AttributeGrowth],
+    *,
+    built: dict[str, tuple[str, str]],
+    newest: dict[str, tuple[str, str]],
+) -> None:
+    """The allocation site of each row of the tree, and of each growing path's newest entries."""
+    for row in flatten(rows):
+        site = _site_for(row.path, built) or _site_for(row.path, newest)
+        if site is not None:
+            row.allocation_site, row.allocation_code = site
+    for item in growth:
+        site = newest.get(item.name)
+        if site is not None:
+            item.growth_site, item.growth_code = site

@@ -26,7 +26,7 @@ import psutil
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, StepFailed
-from fa_memtool.assemble import attribute_agents, timing_report
+from fa_memtool.assemble import attach_path_sites, attribute_agents, timing_report
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
 from fa_memtool.pathtree import flatten
@@ -89,6 +89,8 @@ class Measurement:
         self.phases: list[PhaseMemory] = []
         self.tracing = spec.mode == "profile" and spec.trace and spec.backend == "tracemalloc"
         self.notes: list[str] = []
+        self.path_sites: dict[str, tuple[str, str]] = {}  # by path, agent 0, while building
+        self.newest_path_sites: dict[str, tuple[str, str]] = {}  # containers' newest entries, last step
 
     def record_phase(self, name: str) -> PhaseMemory:
         try:
@@ -131,6 +133,7 @@ class Measurement:
         if self.tracing:
             construction_sites = tracking.growth_between(before_build, tracking.take_snapshot(), limit=SITES_SHOWN)
             attribute_sites = self._attribute_sites(agents[0])
+            self.path_sites = tracking.path_sites(agents[0], stop=frozenset(map(id, agents)))
             del before_build
             tracemalloc.stop()
         self.record_phase("build")
@@ -280,6 +283,7 @@ class Measurement:
                     # note, newest first, where each attribute's recent entries came from
                     # (growing attributes are known only after the final sample).
                     newest_sites = self._attribute_sites(agents[0], {name for name, _ in agent_attributes(agents[0])})
+                    self.newest_path_sites = tracking.path_sites(agents[0], stop=frozenset(map(id, agents)), newest=True)
                 tracemalloc.stop()  # before sampling: a walk under the tracer is 30x slower
             if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps):
                 on_sample(completed)
@@ -401,6 +405,7 @@ class Measurement:
         growth = analyse_growth(samples, dict(series), values_by_name)
         growth.paths = deepest_growth(tree_samples, dict(path_series), _values_at_paths(agents, path_series))
         name_deepest(growth)
+        attach_path_sites(final.paths, growth.paths, built=self.path_sites, newest=self.newest_path_sites)
         growing = {item.name for item in growth.attributes}
         growth_sites = {name: site for name, site in stepped["newest_sites"].items() if name in growing}
         for item in growth.attributes:

@@ -71,6 +71,8 @@ class PathNode:
     min_amortized_bytes: float | None = None  # across agents (population tree)
     max_amortized_bytes: float | None = None
     shared: bool = False  # reached by two or more agents or by the program's globals
+    allocation_site: str | None = None  # file:line that allocated it (agent 0, while building)
+    allocation_code: str | None = None
     aliases: list[str] = field(default_factory=list)  # other paths to the same object in the agent
     children: list[PathNode] = field(default_factory=list)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import linecache
 import sysconfig
 import tracemalloc
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -141,3 +142,50 @@ def object_site(candidates: Iterable[object]) -> tuple[str, str] | None:
         if frame is not None:
             return describe_frame(frame)
     return None
+
+
+PATH_SITE_MIN_BYTES = 1024  # arrays smaller than this are not worth a site of their own
+PATH_SITES_MAX = 400  # objects of one agent looked up, at most
+
+
+def path_sites(agent: object, *, stop: frozenset[int], newest: bool = False) -> dict[str, tuple[str, str]]:
+    """The user line that allocated the objects at each path of one agent (arrays of
+    at least PATH_SITE_MIN_BYTES, their buffers' owners, and containers), while
+    tracemalloc traces. With ``newest``, a container's site is its newest entry's: the
+    line that makes a growing history grow. A ``[*]`` row finds its site at its first
+    item's path (``history[0]``), which is why item paths are kept."""
+    if not tracemalloc.is_tracing():
+        return {}
+    import numpy
+
+    from fa_memtool.paths import walk
+
+    found: dict[str, tuple[str, str]] = {}
+    looked = 0
+    for path, obj, _ in walk(agent, max_depth=8, max_objects=20_000, stop=stop):
+        if looked >= PATH_SITES_MAX:
+            break
+        candidates: list[object]
+        if isinstance(obj, numpy.ndarray):
+            owner = obj
+            while isinstance(owner.base, numpy.ndarray):
+                owner = owner.base
+            if owner.nbytes < PATH_SITE_MIN_BYTES and obj.dtype != object:
+                continue
+            candidates = [owner, obj]
+        elif isinstance(obj, (list, dict, deque, set, tuple)):
+            if newest and isinstance(obj, (list, deque)) and obj:
+                candidates = [obj[-1], obj]
+            elif newest and isinstance(obj, dict) and obj:
+                candidates = [next(reversed(obj.values())), obj]
+            else:
+                candidates = [obj]
+        elif isinstance(obj, (str, bytes, int, float, complex, bool)):
+            continue
+        else:
+            candidates = [obj]  # an object of its own: the line that created it
+        looked += 1
+        site = object_site(candidates)
+        if site is not None:
+            found[path] = site
+    return found

@@ -227,7 +227,9 @@ def _paths(report: Report) -> Table | None:
         if row.aliases:
             label.append(f"\n{'  ' * depth}  also at " + ", ".join(f".{alias}" for alias in row.aliases), style="dim")
         kind = row.type_name
-        if row.shape is not None:
+        if row.shape is not None and row.dtype == "object":
+            kind = "object array " + "x".join(str(extent) for extent in row.shape)
+        elif row.shape is not None:
             kind = "x".join(str(extent) for extent in row.shape) + (f" {row.dtype}" if row.dtype else "")
         if row.items != 1 and row.name != "(other)":
             kind = f"{row.items:.3g} x {kind}"

@@ -59,3 +59,58 @@ def test_single_sample_cannot_judge():
     result = analyse_growth(_samples([5000.0]), {"weights": [5000.0]}, {})
     assert not result.leaking
     assert "not enough samples" in result.verdict
+
+
+def _linear(start: float, per_step: float, count: int = 6, every: int = 5) -> list[float]:
+    return [start + per_step * every * index for index in range(count)]
+
+
+def test_deepest_growth_names_the_growing_children_not_the_wrapper():
+    from fa_memtool.growth import deepest_growth
+
+    histories, actions = _linear(0.0, 600.0), _linear(0.0, 40.0)
+    wrapper = [10_000.0 + a + b for a, b in zip(histories, actions)]
+    series = {
+        "agent": wrapper,
+        "agent.qs_hist": histories,
+        "agent.prev_actions": actions,
+        "agent.B": [8000.0] * 6,
+    }
+    found = deepest_growth(_samples(wrapper), series, {"agent.qs_hist": [[1, 2]], "agent.prev_actions": [[1]]})
+    assert sorted(item.name for item in found) == ["agent.prev_actions", "agent.qs_hist"]
+    assert {item.name: item.bytes_per_step_per_agent for item in found}["agent.qs_hist"] == pytest.approx(600.0)
+
+
+def test_deepest_growth_keeps_a_parent_whose_own_growth_is_unexplained():
+    from fa_memtool.growth import deepest_growth
+
+    child = _linear(0.0, 100.0)
+    parent = [value + own for value, own in zip(child, _linear(0.0, 900.0))]
+    found = deepest_growth(_samples(parent), {"state": parent, "state.log": child}, {})
+    assert sorted(item.name for item in found) == ["state", "state.log"]
+
+
+def test_is_below_respects_step_boundaries():
+    from fa_memtool.growth import _is_below
+
+    assert _is_below("agent.qs_hist", "agent")
+    assert _is_below('params["A"]', "params")
+    assert not _is_below("agent_two", "agent")
+
+
+def test_growth_paths_leave_out_item_groups_and_other_rows():
+    from types import SimpleNamespace
+
+    from fa_memtool.growth import growth_paths
+
+    rows = [SimpleNamespace(path=path) for path in ("history", "history[*]", "history[*].x", "state (other)", "a.b")]
+    assert growth_paths(rows) == ["history", "a.b"]
+
+
+def test_tree_samples_are_first_last_and_evenly_spaced():
+    from fa_memtool.child import TREE_SAMPLES, _tree_sample_steps
+
+    assert _tree_sample_steps(100, 5) == {0, 20, 40, 60, 80, 100}
+    assert len(_tree_sample_steps(1000, 7)) == TREE_SAMPLES
+    assert {0, 1000} <= _tree_sample_steps(1000, 7)
+    assert _tree_sample_steps(3, 1) == {0, 1, 2, 3}

@@ -180,3 +180,18 @@ def test_shared_world_focus_is_view_of_belief() -> None:
         np.testing.assert_array_equal(agent.focus, agent.belief[: agent.focus.size])
         np.testing.assert_allclose(agent.belief.sum(), 1.0)
     assert not np.shares_memory(agents[0].belief, agents[1].belief)
+
+
+def test_wrapped_forager_holds_a_pymdp_style_agent():
+    from sample_agents import wrapped
+
+    forager = wrapped.create_agents(2, 0)[0]
+    b0 = forager.agent.B[0]
+    assert b0.shape == (144, 144, 5) and b0.nbytes == 829_440
+    assert 1 - np.count_nonzero(b0) / b0.size > 0.98
+    np.testing.assert_allclose(b0.sum(axis=0), 1.0)  # every column of every action a distribution
+    assert forager.matrix_cache["A"] is forager.agent.A[0]
+    actions = [forager.step(wrapped.observe(forager, step, np.random.default_rng(step))) for step in range(5)]
+    assert len(forager.agent.qs_hist) == len(forager.agent.prev_actions) == 5
+    assert forager.agent.prev_actions == actions
+    assert forager.agent.qs[0].sum() == pytest.approx(1.0)
