@@ -10,12 +10,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from fa_memtool.pathtree import PathNode
 from fa_memtool.sizing import PopulationSize, deep_size, measure_population
 from fa_memtool.units import format_bytes, parse_size
 
 __all__ = [
     "CompressedHistory",
     "LazyBeliefArray",
+    "PathNode",
     "PopulationSize",
     "SharedParameterPool",
     "__version__",

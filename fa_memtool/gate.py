@@ -17,6 +17,8 @@ from typing import Any
 
 from fa_memtool.errors import UsageError
 from fa_memtool.report import Report, from_dict, write_atomic
+from fa_memtool.paths import top_attribute
+from fa_memtool.pathtree import OTHER, flatten
 from fa_memtool.summary import attribute_summaries
 from fa_memtool.units import format_bytes
 
@@ -80,6 +82,10 @@ class Metric:
     site: str | None = None
 
 
+PATH_PREFIX = "path:"
+PATH_GROWTH_PREFIX = "path-growth:"
+
+
 def metrics_of(report: Report) -> list[Metric]:
     """The figures a gate compares, all from one report."""
     population = report.population
@@ -115,6 +121,18 @@ def metrics_of(report: Report) -> list[Metric]:
                 growth.growth_site,
             )
         )
+    # Below the top level, the tree's rows and the deepest growing paths: a regression
+    # is named where it is (agent.agent.qs_hist), not only by the attribute holding it.
+    for row in flatten(report.paths):
+        if row.path != row.name and row.name != OTHER:
+            metrics.append(
+                Metric(f"{PATH_PREFIX}{row.path}", "bytes", row.amortized_bytes, f"agent.{row.path} (mean amortized bytes)", row.allocation_site)
+            )
+    for growth in report.growth.paths:
+        if growth.name != top_attribute(growth.name):
+            metrics.append(
+                Metric(f"{PATH_GROWTH_PREFIX}{growth.name}", "growth", growth.bytes_per_step_per_agent, f"agent.{growth.name} growth per step", growth.growth_site)
+            )
     steps_phase = next((phase for phase in report.process if phase.phase == "steps"), None)
     if steps_phase is not None:
         metrics.append(Metric("rss_after_steps", "rss", float(steps_phase.rss_bytes - steps_phase.tracer_bytes), "process RSS after the steps"))
@@ -287,6 +305,9 @@ def compare(
     checks: list[Check] = []
     if baseline is not None:
         recorded = {metric.name: metric for metric in baseline.metrics}
+        if not any(name.startswith((PATH_PREFIX, PATH_GROWTH_PREFIX)) for name in recorded):
+            # A baseline recorded before reports had a tree: its paths are not new growth.
+            current = {name: metric for name, metric in current.items() if not name.startswith((PATH_PREFIX, PATH_GROWTH_PREFIX))}
         for name, metric in current.items():
             before = recorded.get(name)
             if before is None:

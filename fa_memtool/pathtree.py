@@ -21,7 +21,9 @@ shows it once, at its first path, and notes the other paths in ``aliases``.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
+from itertools import chain
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,7 @@ COLLAPSE_ITEMS = 8  # a container with more items than this shows them as one [*
 NAMED_KEYS = 32  # a str-keyed dict up to this size shows each key
 MAX_ALIASES = 4
 OTHER = "(other)"
+_VECTOR_MIN = 256  # rows with this many members are summed with numpy
 _FOLD_DEPTH = 3  # unnamed objects looked through when naming a node's children
 
 _SEQUENCE_TYPES = (list, tuple, deque, set, frozenset)
@@ -107,6 +110,7 @@ class Forest:
         self.amortized = [0.0] * count
         self.file = [0.0] * count
         self.file_sizes = file_sizes
+        self._vectors: Any = None  # the four figures as one numpy array, for large rows
         self.tree: dict[int, list[int]] = {}  # node -> the nodes it claimed (its tree children)
         self._labels: dict[int, dict[int, Step]] = {}
         self.root_names: dict[int, str] = {}  # a root node -> the attribute that first reached it
@@ -315,16 +319,8 @@ class Forest:
         detail: bool,
         describe: Callable[[object, bool], dict[str, Any]],
     ) -> PathNode:
-        deep = exclusive = amortized = file = 0.0
-        memberships = 0
         deep_of, exclusive_of, amortized_of, file_of = self.deep, self.exclusive, self.amortized, self.file
-        for node, agents in members.items():
-            weight = len(agents)
-            memberships += weight
-            deep += deep_of[node] * weight
-            exclusive += exclusive_of[node] * weight
-            amortized += amortized_of[node] * weight
-            file += file_of[node] * weight
+        deep, exclusive, amortized, file, memberships = self._sums(members)
         per_agent: dict[int, float] = {}
         if depth == 0:  # the spread across agents, for the top-level rows
             for node, agents in members.items():
@@ -333,7 +329,7 @@ class Forest:
                     per_agent[agent] = per_agent.get(agent, 0.0) + share
             agent_count = len(per_agent)
         else:
-            agent_count = len({agent for agents in members.values() for agent in agents})
+            agent_count = len(set(chain.from_iterable(members.values())))
         nodes = list(members)
         sample = [describe(self.objects[node], False) for node in nodes[:8]]  # shape and dtype of a few
         kinds = {type(self.objects[node]).__name__ for node in nodes[:64]}
@@ -349,8 +345,8 @@ class Forest:
             amortized_bytes=amortized / agent_count,
             file_backed_bytes=file / agent_count,
             items=memberships / agent_count,
-            sharers=max(self.sharers[node] for node in nodes),
-            module_global=any(self.module_global[node] for node in nodes),
+            sharers=max(map(self.sharers.__getitem__, nodes)),
+            module_global=any(map(self.module_global.__getitem__, nodes)),
             shape=sample[0].get("shape") if len(shapes) == 1 else None,
             dtype=sample[0].get("dtype") if len(dtypes) == 1 else None,
             length=sample[0].get("length") if len(lengths) == 1 else None,
@@ -370,11 +366,16 @@ class Forest:
         groups: dict[str, Members] = {}
         tree, foreign = self.tree, self.foreign
         objects = self.objects
+        numpy = sys.modules.get("numpy")
+        ndarray = numpy.ndarray if numpy is not None else None
         for node, agents in members.items():
             held = tree.get(node, ())
             if not held and node not in foreign:
                 continue  # a leaf: most members of a [*] row
-            if type(objects[node]) in _PLAIN_SEQUENCES and len(held) + len(foreign.get(node, ())) > COLLAPSE_ITEMS:
+            kind = type(objects[node])
+            if kind is ndarray and not objects[node].dtype.hasobject:
+                continue  # a numeric array names nothing (its tree child is a view's base)
+            if kind in _PLAIN_SEQUENCES and len(held) + len(foreign.get(node, ())) > COLLAPSE_ITEMS:
                 # A plain container's referents are its items: all of them are [*], no names needed.
                 items = groups.setdefault(ALL.text(), {})
                 for child in (*held, *foreign.get(node, ())):
@@ -399,6 +400,31 @@ class Forest:
             rows.append(self._row(text, path + text, child_members, depth=depth + 1, detail=detail, describe=describe))
         row.children = _bounded(rows + small, path, agent_count)
         return row
+
+    def _sums(self, members: Members) -> tuple[float, float, float, float, int]:
+        """Deep, exclusive, amortized and file bytes of a row's members, each member
+        counted once per agent that holds it there, and the number of memberships.
+        Large groups (the items of every agent's history) are summed with numpy."""
+        if len(members) < _VECTOR_MIN:
+            deep = exclusive = amortized = file = 0.0
+            memberships = 0
+            deep_of, exclusive_of, amortized_of, file_of = self.deep, self.exclusive, self.amortized, self.file
+            for node, agents in members.items():
+                weight = len(agents)
+                memberships += weight
+                deep += deep_of[node] * weight
+                exclusive += exclusive_of[node] * weight
+                amortized += amortized_of[node] * weight
+                file += file_of[node] * weight
+            return deep, exclusive, amortized, file, memberships
+        import numpy
+
+        if self._vectors is None:
+            self._vectors = numpy.array([self.deep, self.exclusive, self.amortized, self.file])
+        nodes = numpy.fromiter(members.keys(), dtype=numpy.intp, count=len(members))
+        weights = numpy.fromiter(map(len, members.values()), dtype=numpy.float64, count=len(members))
+        totals = self._vectors[:, nodes] @ weights
+        return float(totals[0]), float(totals[1]), float(totals[2]), float(totals[3]), int(weights.sum())
 
     def _zero_fraction(self, nodes: list[int], describe: Callable[[object, bool], dict[str, Any]]) -> float | None:
         zeros = elements = 0.0
