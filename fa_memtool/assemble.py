@@ -149,3 +149,31 @@ def attach_path_sites(
         site = newest.get(item.name)
         if site is not None:
             item.growth_site, item.growth_code = site
+
+
+def fill_zero_fractions(rows: list[PathNode], agents: list[Any]) -> None:
+    """The zero fraction of every numeric-array row of the tree, over the distinct
+    arrays at its path in every agent. It reads every element: call it after the
+    residency of the arrays has been measured."""
+    import numpy
+
+    from fa_memtool.paths import PathError, resolve_all
+    from fa_memtool.pathtree import OTHER
+
+    for row in flatten(rows):
+        if row.name == OTHER or row.dtype is None or row.dtype == "object":
+            continue
+        seen: set[int] = set()
+        zeros = elements = 0
+        for agent in agents:
+            try:
+                found = resolve_all(agent, row.path)
+            except PathError:
+                continue
+            for value in found:
+                if type(value) is not numpy.ndarray or value.dtype.hasobject or id(value) in seen or not value.size:
+                    continue
+                seen.add(id(value))
+                elements += int(value.size)
+                zeros += int(value.size) - int(numpy.count_nonzero(value))
+        row.zero_fraction = zeros / elements if elements else None

@@ -26,7 +26,7 @@ import psutil
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, StepFailed
-from fa_memtool.assemble import attach_path_sites, attribute_agents, timing_report
+from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
 from fa_memtool.pathtree import flatten
@@ -349,7 +349,9 @@ class Measurement:
             with_tree = final or step in tree_steps
             # measure_population pauses the collector: its walk never triggers a
             # collection that would be counted as the agents' GC cost.
-            sized = measure_population(agents, module_globals=globals_, paths=with_tree, path_detail=final)
+            # Zero fractions of the tree's arrays are counted later (fill_zero_fractions):
+            # reading the arrays here would map untouched pages before residency is read.
+            sized = measure_population(agents, module_globals=globals_, paths=with_tree)
             count = len(sized.agents)
             totals: dict[str, float] = defaultdict(float)
             for agent in sized.agents:
@@ -413,6 +415,7 @@ class Measurement:
                 item.growth_site, item.growth_code = growth_sites[item.name]
 
         attributed = attribute_agents(final, per_agent_values, attribute_sites, growth_sites)
+        fill_zero_fractions(final.paths, agents)  # after residency: it reads every array
         attribute_values = attributed.values
         agent_reports = attributed.agents
         sites = {name: site for name, (site, _) in {**growth_sites, **attribute_sites}.items()}
