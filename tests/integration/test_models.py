@@ -3,14 +3,20 @@
 The workloads are the real installed Mesa (its bundled boid_flockers and
 sugarscape_g1mt examples) and agentpy, plus two small models in
 tests/integration/model_workloads/ written the way those libraries' docs write models.
-Every expected number is computed here: the same model is built and stepped in this
-process (counts, surviving ids) and array sizes come from ``sys.getsizeof`` / ``nbytes``.
+Every expected number is computed here: the same model is built and stepped in a
+separate Python process started by the test (counts, surviving ids, sizes), and array
+sizes come from ``sys.getsizeof`` / ``nbytes``. The models run in their own process so
+that what they allocate and free does not change the allocator of the pytest process
+that later tests measure in.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,6 +46,16 @@ def load(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def ground_truth(code: str) -> Any:
+    """What ``code`` prints as JSON, run in a fresh interpreter with the workloads importable."""
+    prelude = f"import json, sys\nsys.path.insert(0, {str(WORKLOADS)!r})\n"
+    completed = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def profile(tmp_path: Path, *args: Any) -> dict[str, Any]:
@@ -96,12 +112,14 @@ def test_a_mesa_agent_is_charged_its_own_array_not_the_models_grid(tmp_path: Pat
 
 
 def test_births_and_deaths_are_counted_and_every_agent_keeps_its_id(tmp_path: Path) -> None:
-    meadow = load("meadow")
     agents, steps = 4, 5
-    model = meadow.Meadow(grazers=agents, seed=0, churn=True)
-    for _ in range(steps):
-        model.step()
-    survivors = [grazer.unique_id for grazer in model.agents]
+    survivors = ground_truth(f"""
+        import meadow
+        model = meadow.Meadow(grazers={agents}, seed=0, churn=True)
+        for _ in range({steps}):
+            model.step()
+        print(json.dumps([grazer.unique_id for grazer in model.agents]))
+    """)
     report = profile(
         tmp_path, WORKLOADS / "meadow.py", "--factory", "Meadow", "--factory-arg", "grazers={n}",
         "--factory-arg", "seed={seed}", "--factory-arg", "churn=true", "--agents-from", "agents", "--step-model",
@@ -116,13 +134,14 @@ def test_births_and_deaths_are_counted_and_every_agent_keeps_its_id(tmp_path: Pa
 
 
 def test_mesa_sugarscape_removes_starving_traders_and_the_report_measures_the_survivors(tmp_path: Path) -> None:
-    from mesa.examples.advanced.sugarscape_g1mt.model import SugarscapeG1mt
-
     agents, steps = 30, 12
-    model = SugarscapeG1mt(initial_population=agents, seed=0)
-    for _ in range(steps):
-        model.step()
-    survivors = [trader.unique_id for trader in model.agents]
+    survivors = ground_truth(f"""
+        from mesa.examples.advanced.sugarscape_g1mt.model import SugarscapeG1mt
+        model = SugarscapeG1mt(initial_population={agents}, seed=0)
+        for _ in range({steps}):
+            model.step()
+        print(json.dumps([trader.unique_id for trader in model.agents]))
+    """)
     assert len(survivors) < agents, "the ground truth run must remove traders for this test to mean anything"
     report = profile(
         tmp_path, "mesa.examples.advanced.sugarscape_g1mt.model", "--factory", "SugarscapeG1mt",
@@ -251,16 +270,18 @@ def test_gate_takes_the_model_options(tmp_path: Path) -> None:
 
 
 def test_optimize_shares_identical_parameters_of_mesa_agents_and_proves_it_by_replay(tmp_path: Path) -> None:
-    from fa_memtool import measure_population
-
     meadow = load("meadow")
     agents, steps = 3, 6
     copy_nbytes = int(np.zeros(meadow.PARAMETERS_SHAPE).nbytes)  # 128 KiB per grazer before
-    model = meadow.Meadow(grazers=agents, seed=0, copies=True)
-    for _ in range(steps):
-        model.step()
-    sized = measure_population(list(model.agents), module_globals=[model])
-    before = sum(agent.amortized_bytes for agent in sized.agents) / agents
+    before = ground_truth(f"""
+        import meadow
+        from fa_memtool import measure_population
+        model = meadow.Meadow(grazers={agents}, seed=0, copies=True)
+        for _ in range({steps}):
+            model.step()
+        sized = measure_population(list(model.agents), module_globals=[model])
+        print(json.dumps(sum(agent.amortized_bytes for agent in sized.agents) / {agents}))
+    """)
     # Sharing the parameters keeps one copy for three grazers: 2/3 of a copy saved per
     # grazer. The target sits halfway, so only that saving meets it.
     target = int(before - copy_nbytes * 2 / 3 / 2)
