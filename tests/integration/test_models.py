@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fa_mem_cli import CliResult, assert_clean_success, assert_no_measuring_child_left, load_json, run_cli, write_module
+from fa_mem_cli import (
+    CliResult,
+    assert_clean_success,
+    assert_no_measuring_child_left,
+    assert_one_error_line,
+    load_json,
+    run_cli,
+    write_module,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -304,3 +312,13 @@ def test_optimize_shares_identical_parameters_of_mesa_agents_and_proves_it_by_re
     assert saved == pytest.approx(copy_nbytes * 2 / 3, abs=1024)  # two of three copies gone, the one kept is shared
     assert kept[0]["bytes_before"] == pytest.approx(before, rel=0.02)
     assert outcome["after"]["workload"]["step_model"] is True
+
+
+def test_a_baseline_of_agents_stepped_one_by_one_is_not_compared_with_a_stepped_model(tmp_path: Path) -> None:
+    meadow = [WORKLOADS / "meadow.py", "--factory", "Meadow", "--factory-arg", "grazers={n}", "--agents-from", "agents",
+              "-n", "3", "--steps", "2", *QUICK]  # fmt: skip
+    assert_clean_success(run_cli(["baseline", "update", *meadow], cwd=tmp_path))
+    result = run_cli(["gate", *meadow, "--step-model"], cwd=tmp_path)
+    assert_one_error_line(
+        result, 2, "stepping agents from .agents, each agent in the baseline, agents from .agents, model.step() now"
+    )
