@@ -39,7 +39,8 @@ FactoryArgOption = Annotated[
     list[str] | None,
     typer.Option(
         "--factory-arg",
-        help="NAME=VALUE keyword argument for the factory (repeat); VALUE is JSON, or {n} / {seed}. [default: factory(n, seed)]",
+        metavar="NAME=VALUE",
+        help="A keyword argument for the factory (repeat); VALUE is JSON, or {n} / {seed}. [default: factory(n, seed)]",
         show_default=False,
     ),
 ]
@@ -47,6 +48,7 @@ AgentsFromOption = Annotated[
     str | None,
     typer.Option(
         "--agents-from",
+        metavar="PATH",
         help="The factory returns a model: PATH is where its agents are, e.g. agents or schedule.agents (read after every step).",
         show_default=False,
     ),
