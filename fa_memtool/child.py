@@ -25,12 +25,13 @@ import psutil
 
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
-from fa_memtool.errors import FaMemError, StepFailed
+from fa_memtool.errors import FaMemError, StepError, StepFailed
 from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
 from fa_memtool.pathtree import flatten
 from fa_memtool.paths import PathError, resolve
+from fa_memtool.population_driver import PopulationDriver, Stepping
 from fa_memtool.report import (
     SCHEMA_VERSION,
     Allocations,
@@ -45,14 +46,7 @@ from fa_memtool.report import (
 )
 from fa_memtool.sizing import PopulationSize, agent_attributes, measure_population
 from fa_memtool.spec import RunSpec
-from fa_memtool.workload import (
-    build_agents,
-    check_step_method,
-    find_factory,
-    load_module,
-    observation_stream,
-    program_globals,
-)
+from fa_memtool.workload import call_factory, find_factory, find_observe, load_module, program_globals
 
 SITES_SHOWN = 10
 TREE_SAMPLES = 6  # samples (first and last included) that build the tree of paths
@@ -91,6 +85,7 @@ class Measurement:
         self.notes: list[str] = []
         self.path_sites: dict[str, tuple[str, str]] = {}  # by path, agent 0, while building
         self.newest_path_sites: dict[str, tuple[str, str]] = {}  # containers' newest entries, last step
+        self.measured_labels: list[Any] = []  # the stable ids of the agents of the latest sample
 
     def record_phase(self, name: str) -> PhaseMemory:
         try:
@@ -118,14 +113,14 @@ class Measurement:
         memray_tracker = self._start_memray()
 
         self.progress.send("build", total=spec.agents)
+        driver = self._driver(module, factory_name, factory)
         if self.tracing:
             tracemalloc.start(spec.trace_frames)
             before_build = tracking.take_snapshot()
         with GCMonitor() as build_gc:
             started = time.perf_counter()
-            agents = build_agents(factory_name, factory, spec.agents, spec.seed)
+            agents = list(driver.build())
             create_seconds = time.perf_counter() - started
-        check_step_method(agents, spec.step_method)
         if spec.plan:
             self._apply_plan(agents)
         construction_sites: list[Any] = []
@@ -138,15 +133,21 @@ class Measurement:
             tracemalloc.stop()
         self.record_phase("build")
         if len(agents) != spec.agents:
-            self.notes.append(f"{factory_name} returned {len(agents)} agents when asked for {spec.agents}")
+            if driver.model is None:
+                self.notes.append(f"{factory_name} returned {len(agents)} agents when asked for {spec.agents}")
+            else:
+                self.notes.append(f"the model from {factory_name} holds {len(agents)} agents at .{spec.agents_from} when asked for {spec.agents}")
+        self.measured_labels = driver.labels()
 
-        stream = observation_stream(module, seed=spec.seed, agents=len(agents))
         if spec.mode == "plain":
-            return self._run_plain(agents, stream, create_seconds)
-        globals_ = program_globals(module)
-        return self._run_profile(
+            return self._run_plain(agents, driver, create_seconds)
+        # The model is the program's, like the module's globals: what it holds is shared,
+        # never one agent's, and the walk stops at its agents as at every agent.
+        globals_ = program_globals(module) + driver.program_objects()
+        outcome = self._run_profile(
             agents=agents,
-            stream=stream,
+            stream=driver.stream,
+            driver=driver,
             globals_=globals_,
             factory_name=factory_name,
             module_name=module.__name__,
@@ -156,6 +157,24 @@ class Measurement:
             attribute_sites=attribute_sites,
             memray_tracker=memray_tracker,
         )
+        self._describe_population(outcome["report"], driver)
+        return outcome
+
+    def _driver(self, module: Any, factory_name: str, factory: Any) -> PopulationDriver:
+        """A driver that builds the population with this run's factory call."""
+        spec = self.spec
+        return PopulationDriver(
+            lambda: call_factory(factory_name, factory, agents=spec.agents, seed=spec.seed, factory_args=spec.factory_args),
+            stepping=Stepping.from_spec(spec),
+            observe=find_observe(module),
+            requested=spec.agents,
+        )
+
+    def _describe_population(self, report: dict[str, Any], driver: PopulationDriver) -> None:
+        """The stable ids and the stepping mode, which only the driver knows, into the report."""
+        for entry, label in zip(report["agents"], self.measured_labels):
+            entry["agent_id"] = label
+        report["workload"].update(driver.mode(), factory_args=self.spec.factory_args)
 
     def _adopt(self, suggestions: list[Any], codes: dict[str, str]) -> None:
         """Each suggestion's one-line change, from the plugin that would make it."""
@@ -185,15 +204,13 @@ class Measurement:
         spec = self.spec
         settings = TrialSettings(**(spec.trials or {}))
 
-        def build() -> list[Any]:
-            agents = build_agents(factory_name, factory, spec.agents, spec.seed)
-            check_step_method(agents, spec.step_method)
-            return agents
+        def build() -> PopulationDriver:
+            driver = self._driver(module, factory_name, factory)
+            driver.build()
+            return driver
 
         return run_trials(
             build=build,
-            stream_factory=lambda count: observation_stream(module, seed=spec.seed, agents=count),
-            step_method=spec.step_method,
             steps=spec.steps,
             settings=settings,
             module_globals=program_globals(module),
@@ -230,13 +247,13 @@ class Measurement:
     def _step_loop(
         self,
         agents: list[Any],
-        stream: Any,
+        driver: PopulationDriver,
         on_sample: Callable[[int], None] | None,
         traced_every: int,
     ) -> tuple[dict[str, Any], Failure | None]:
+        """Step the population; ``agents`` (the list the samples size) is brought up to
+        date with the driver's agent set right before each sample."""
         spec = self.spec
-        step_method = spec.step_method
-        bound = [getattr(agent, step_method) for agent in agents]
         traced_latencies: list[float] = []
         untraced_latencies: list[float] = []
         step_sites = tracking.StepSites()
@@ -244,7 +261,7 @@ class Measurement:
         stepping = 0.0
         failure: Failure | None = None
         perf = time.perf_counter
-        completed = 0
+        completed = sampled = 0
         phase_started = perf()
         for step in range(spec.steps):
             # Offset by half an interval: the first step pays one-off costs (first-touch
@@ -254,40 +271,46 @@ class Measurement:
             if traced:
                 tracemalloc.start(spec.trace_frames)
             loop_started = perf()
-            for index, agent in enumerate(agents):
-                try:
-                    observation = stream.next(agent, index, step)
-                    started = perf()
-                    bound[index](observation)
-                    latencies.append(perf() - started)
-                except (Exception, SystemExit) as error:  # sys.exit() in a step is a failure too
-                    failure = Failure(
-                        kind="step",
-                        message=(
-                            f"agent {index} ({type(agent).__name__}) raised {type(error).__name__} "
-                            f"at step {step}: {error}"
-                        ),
-                        agent=index,
-                        step=step,
-                        traceback="".join(traceback.format_exception(error)),
-                    )
-                    break
-            stepping += perf() - loop_started
+            reading = driver.read_seconds
+            try:
+                driver.step(step, latencies=latencies)
+            except StepError as error:
+                failure = Failure(kind="step", message=error.message, agent=error.agent, step=step, traceback=error.detail)
+            # Reading the model's agent set is fa-mem's work, not the agents'.
+            stepping += perf() - loop_started - (driver.read_seconds - reading)
             if failure is not None:
+                if traced:
+                    tracemalloc.stop()
+                if driver.agents():
+                    self._bring_up_to_date(agents, driver)
+                else:
+                    # Nothing is left to size: the report stands on the last sample.
+                    completed = sampled
                 break
             completed = step + 1
             if traced:
                 step_sites.add(tracking.take_snapshot())
-                if step == spec.steps - 1:
+                if step == spec.steps - 1 or driver.finished:
                     # Objects allocated by the last step still carry their traceback:
                     # note, newest first, where each attribute's recent entries came from
                     # (growing attributes are known only after the final sample).
-                    newest_sites = self._attribute_sites(agents[0], {name for name, _ in agent_attributes(agents[0])})
-                    self.newest_path_sites = tracking.path_sites(agents[0], stop=frozenset(map(id, agents)), newest=True)
+                    current = driver.agents()
+                    first = current[0]
+                    newest_sites = self._attribute_sites(first, {name for name, _ in agent_attributes(first)})
+                    self.newest_path_sites = tracking.path_sites(first, stop=frozenset(map(id, current)), newest=True)
                 tracemalloc.stop()  # before sampling: a walk under the tracer is 30x slower
-            if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps):
+            stopping = driver.finished and completed < spec.steps
+            if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps or stopping):
+                self._bring_up_to_date(agents, driver)
                 on_sample(completed)
-            self.progress.send("steps", force=completed == spec.steps, done=completed, total=spec.steps)
+                sampled = completed
+            self.progress.send("steps", force=completed == spec.steps or stopping, done=completed, total=spec.steps)
+            if stopping:
+                self.notes.append(
+                    f"the model stopped itself (running became False) after step {completed}: {completed} of {spec.steps} steps ran"
+                )
+                break
+        self.notes.extend(driver.notes())
         return (
             {
                 "completed": completed,
@@ -301,9 +324,13 @@ class Measurement:
             failure,
         )
 
-    def _run_plain(self, agents: list[Any], stream: Any, create_seconds: float) -> dict[str, Any]:
+    def _bring_up_to_date(self, agents: list[Any], driver: PopulationDriver) -> None:
+        agents[:] = driver.agents()
+        self.measured_labels = driver.labels()
+
+    def _run_plain(self, agents: list[Any], driver: PopulationDriver, create_seconds: float) -> dict[str, Any]:
         build_phase = self.phases[-1]
-        stepped, failure = self._step_loop(agents, stream, None, traced_every=1)
+        stepped, failure = self._step_loop(agents, driver, None, traced_every=1)
         steps_phase = self.record_phase("steps")
         if failure is not None:
             raise StepFailed(failure.message, detail=failure.traceback)
@@ -324,6 +351,7 @@ class Measurement:
         *,
         agents: list[Any],
         stream: Any,
+        driver: PopulationDriver,
         globals_: list[object],
         factory_name: str,
         module_name: str,
@@ -387,7 +415,7 @@ class Measurement:
         # run (and the last one, so growing attributes can be traced to a line).
         traced_every = max(1, spec.steps // TRACED_STEPS)
         with GCMonitor() as step_gc:
-            stepped, failure = self._step_loop(agents, stream, sample, traced_every)
+            stepped, failure = self._step_loop(agents, driver, sample, traced_every)
         completed = stepped["completed"]
         if failure is not None and (not samples or samples[-1].step != completed):
             sample(completed, final=True)

@@ -41,6 +41,23 @@ class StepFailed(FaMemError):
     exit_code = EXIT_WORKLOAD_FAILED
 
 
+class StepError(StepFailed):
+    """One step raised: an agent's step method, ``observe``, or the model's step method.
+
+    ``agent`` is the position of the agent in the population as read for that step, or
+    None when the model itself raised.
+    """
+
+    def __init__(self, message: str, *, step: int, agent: int | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.step = step
+        self.agent = agent
+
+
+class PopulationEmpty(StepError):
+    """The model's agent set became empty while stepping: nothing is left to measure."""
+
+
 class ResourceLimitExceeded(FaMemError):
     """The measuring child ran past its memory limit or its timeout and was stopped."""
 

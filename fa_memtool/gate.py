@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fa_memtool.errors import UsageError
-from fa_memtool.report import Report, from_dict, write_atomic
+from fa_memtool.report import Report, Workload, from_dict, write_atomic
 from fa_memtool.paths import top_attribute
 from fa_memtool.pathtree import OTHER, flatten
 from fa_memtool.summary import attribute_summaries
@@ -42,6 +42,9 @@ class Fingerprint:
     seed: int
     fa_mem_version: str
     python: str  # major.minor: object sizes differ between Python versions
+    # How the population was read and stepped; baselines recorded before models
+    # could be profiled were all of a list of agents stepped one by one.
+    stepping: str = "agents"
 
     def differences(self, other: Fingerprint) -> list[str]:
         found = []
@@ -67,7 +70,15 @@ def fingerprint_of(report: Report) -> Fingerprint:
         seed=workload.seed,
         fa_mem_version=_series(report.fa_mem_version),
         python=_series(workload.python),
+        stepping=_stepping(workload),
     )
+
+
+def _stepping(workload: Workload) -> str:
+    if workload.agents_from is None:
+        return "agents"
+    stepped = f"model.{workload.model_step_method}()" if workload.step_model else "each agent"
+    return f"agents from .{workload.agents_from}, {stepped}"
 
 
 METRIC_KINDS = ("bytes", "growth", "rss", "flag")

@@ -21,12 +21,14 @@ import dataclasses
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fa_memtool.errors import EXIT_BEHAVIOUR_CHANGED, EXIT_LIMIT_EXCEEDED, EXIT_OK, StepFailed
 from fa_memtool.hookspecs import AnalysisContext, Candidate
 from fa_memtool.plan import Plan, PlanStep, PLAN_VERSION, step_for
+from fa_memtool.population_driver import MODEL_LABEL, Action, PopulationDriver
 from fa_memtool.report import Report, from_dict
 from fa_memtool.sizing import agent_attributes, measure_population
 from fa_memtool.units import format_bytes
@@ -167,10 +169,38 @@ def _difference(original: Any, optimized: Any, rtol: float, atol: float, where: 
 
 def compare_agents(originals: list[Any], optimized: list[Any], rtol: float, atol: float) -> str | None:
     for index, (original, trial) in enumerate(zip(originals, optimized)):
-        for name, value in agent_attributes(original):
-            found = _difference(value, getattr(trial, name, None), rtol, atol, f"agent {index} .{name}")
-            if found:
-                return found
+        found = _compare_attributes(original, trial, rtol, atol, f"agent {index}")
+        if found:
+            return found
+    return None
+
+
+def _compare_attributes(original: Any, trial: Any, rtol: float, atol: float, who: str) -> str | None:
+    for name, value in agent_attributes(original):
+        found = _difference(value, getattr(trial, name, None), rtol, atol, f"{who} .{name}")
+        if found:
+            return found
+    return None
+
+
+def compare_populations(original: PopulationDriver, trial: PopulationDriver, rtol: float, atol: float) -> str | None:
+    """How two populations differ in their state: agent set, agents' and model's numbers."""
+    if original.labels() != trial.labels():
+        return f"the agent set differs ({len(trial.labels())} agents instead of {len(original.labels())}, or other ids)"
+    found = compare_agents(original.agents(), trial.agents(), rtol, atol)
+    if found is None and original.model is not None:
+        found = _compare_attributes(original.model, trial.model, rtol, atol, "the model")
+    return found
+
+
+def different_actions(original: list[Action], trial: list[Action], step: int) -> str | None:
+    """The first difference between two steps' actions (agent ids included), or None."""
+    if [label for label, _ in original] != [label for label, _ in trial]:
+        return f"the agents stepped differ at step {step} ({len(trial)} instead of {len(original)}, or other ids)"
+    for index, ((label, action), (_, trial_action)) in enumerate(zip(original, trial)):
+        if not _same_action(action, trial_action):
+            who = "the model's step returned" if label == MODEL_LABEL else f"agent {index} chose"
+            return f"{who} {trial_action!r} instead of {action!r} at step {step}"
     return None
 
 
@@ -186,28 +216,29 @@ def _order(candidates: list[Candidate]) -> list[Candidate]:
 
 def run_trials(
     *,
-    build: Any,
-    stream_factory: Any,
-    step_method: str,
+    build: Callable[[], PopulationDriver],
     steps: int,
     settings: TrialSettings,
     module_globals: list[object],
     progress: Any,
 ) -> dict[str, Any]:
-    """The child side of optimize (steps 2 and 3 of the module docstring)."""
+    """The child side of optimize (steps 2 and 3 of the module docstring).
+
+    ``build`` returns a freshly built population each time it is called.
+    """
     from fa_memtool.plugins import TransformationFailed, analyse, apply_candidate, plugin_manager, select
 
     manager = plugin_manager()
     enabled = select(manager, settings.plugins)
 
-    def run(agents: list[Any], count: int) -> None:
-        stream = stream_factory(len(agents))
+    def run(population: PopulationDriver, count: int) -> None:
         for step in range(count):
-            for index, agent in enumerate(agents):
-                getattr(agent, step_method)(stream.next(agent, index, step))
+            population.step(step)
+            if population.finished:
+                break
 
-    def per_agent(agents: list[Any]) -> float:
-        sized = measure_population(agents, module_globals=module_globals)
+    def per_agent(population: PopulationDriver) -> float:
+        sized = measure_population(population.agents(), module_globals=[*module_globals, *population.program_objects()])
         return sum(agent.amortized_bytes for agent in sized.agents) / len(sized.agents)
 
     progress.send("trials", stage="analyse", total=steps)
@@ -215,7 +246,7 @@ def run_trials(
     run(probe, steps)
     baseline_bytes = per_agent(probe)
     context = AnalysisContext(growing=dict(settings.growing), rtol=settings.rtol, atol=settings.atol, exclude=frozenset(settings.exclude))
-    candidates, failures = analyse(manager, probe, context, enabled)
+    candidates, failures = analyse(manager, probe.agents(), context, enabled)
     del probe
     candidates = _order(candidates)
 
@@ -223,11 +254,38 @@ def run_trials(
     outcomes: list[TrialOutcome] = []
     checkpoint = max(1, steps // CHECKPOINTS)
 
+    def replay(originals: PopulationDriver, trials: PopulationDriver) -> tuple[str | None, float, float]:
+        """Lockstep replay: how behaviour changed (or None), and both populations' step time."""
+        seconds_original = seconds_trial = 0.0
+        for step_number in range(steps):
+            started = time.perf_counter()
+            actions = originals.step(step_number)  # the original raising is the workload's failure
+            middle = time.perf_counter()
+            try:
+                trial_actions = trials.step(step_number)
+            except StepFailed as error:
+                return error.message, seconds_original, seconds_trial
+            seconds_original += middle - started
+            seconds_trial += time.perf_counter() - middle
+            changed = different_actions(actions, trial_actions, step_number)
+            if changed is None and originals.finished != trials.finished:
+                stopped = "the original" if originals.finished else "the optimized"
+                changed = f"only {stopped} model stopped itself after step {step_number + 1}"
+            last = step_number + 1 == steps or originals.finished
+            if changed is None and ((step_number + 1) % checkpoint == 0 or last):
+                found = compare_populations(originals, trials, settings.rtol, settings.atol)
+                if found:
+                    changed = f"{found} after step {step_number + 1}"
+            if changed is not None or last:
+                return changed, seconds_original, seconds_trial
+        return None, seconds_original, seconds_trial
+
     def trial(candidate: Candidate, current: float) -> tuple[TrialOutcome, PlanStep | None, float | None]:
         """One candidate on top of the accepted ones; its populations die with this call."""
         outcome = TrialOutcome(candidate.plugin, candidate.attribute, candidate.estimated_bytes_saved_per_agent, False, "")
         outcome.forced = candidate.attribute in settings.force
-        originals, trial_agents = build(), build()
+        originals, trials = build(), build()
+        trial_agents = trials.agents()
         try:
             for earlier, _ in accepted:
                 apply_candidate(manager, trial_agents, earlier)
@@ -236,36 +294,11 @@ def run_trials(
         except TransformationFailed as failure:
             outcome.reason = f"could not be applied: {failure}"
             return outcome, None, None
-        stream_original, stream_trial = stream_factory(len(originals)), stream_factory(len(trial_agents))
-        changed: str | None = None
-        seconds_original = seconds_trial = 0.0
-        for step_number in range(steps):
-            for index in range(len(originals)):
-                started = time.perf_counter()
-                action = getattr(originals[index], step_method)(stream_original.next(originals[index], index, step_number))
-                middle = time.perf_counter()
-                try:
-                    trial_action = getattr(trial_agents[index], step_method)(
-                        stream_trial.next(trial_agents[index], index, step_number)
-                    )
-                except Exception as error:
-                    changed = f"agent {index} raised {type(error).__name__} at step {step_number}: {error}"
-                    break
-                seconds_original += middle - started
-                seconds_trial += time.perf_counter() - middle
-                if not _same_action(action, trial_action):
-                    changed = f"agent {index} chose {trial_action!r} instead of {action!r} at step {step_number}"
-                    break
-            if changed is None and ((step_number + 1) % checkpoint == 0 or step_number + 1 == steps):
-                found = compare_agents(originals, trial_agents, settings.rtol, settings.atol)
-                if found:
-                    changed = f"{found} after step {step_number + 1}"
-            if changed is not None:
-                break
+        changed, seconds_original, seconds_trial = replay(originals, trials)
         if changed is not None and not outcome.forced:
             outcome.reason = f"behaviour changed: {changed}"
             return outcome, None, None
-        for agent in trial_agents:  # read caches filled by the comparison are not the agents' cost
+        for agent in trials.agents():  # read caches filled by the comparison are not the agents' cost
             for _, value in agent_attributes(agent):
                 drop_cache = getattr(value, "drop_cache", None)
                 if callable(drop_cache):
@@ -274,7 +307,7 @@ def run_trials(
         if settings.max_slowdown is not None and step_ratio is not None and step_ratio > settings.max_slowdown:
             outcome.reason = f"steps took {step_ratio:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}"
             return outcome, None, None
-        after = per_agent(trial_agents)
+        after = per_agent(trials)
         outcome.bytes_before, outcome.bytes_after = current, after
         if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
             outcome.reason = (

@@ -68,16 +68,18 @@ class AgentTracker:
         step_method: str = "step",
         sample_every: int = 0,
     ) -> None:
-        """Step every tracked agent with fa-mem's seeded observation stream, sampling as it goes."""
-        from fa_memtool.workload import ObservationStream
+        """Step every tracked agent with fa-mem's seeded observation stream, sampling as it goes.
 
-        stream = ObservationStream(observe, seed, len(self.agents))
+        A step method that takes no argument is called without an observation."""
+        from fa_memtool.population_driver import PopulationDriver, Stepping
+
+        stepping = Stepping(seed=seed, step_method=step_method, method_hint="name the method with fa_mem.run(step_method=...)")
+        population = PopulationDriver.of_agents(self.agents, stepping=stepping, observe=observe)
         interval = sample_every or max(1, steps // 20)
         start = self.samples[-1][0] if self.samples else 0
         for offset in range(steps):
             step = start + offset
-            for index, agent in enumerate(self.agents):
-                getattr(agent, step_method)(stream.next(agent, index, step))
+            population.step(step)
             if (offset + 1) % interval == 0 or offset + 1 == steps:
                 self.sample(step + 1)
 

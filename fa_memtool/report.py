@@ -42,6 +42,10 @@ class Workload:
     backend: str
     python: str
     platform: str
+    agents_from: str | None = None  # --agents-from: the factory returned a model holding the agents there
+    step_model: bool = False  # the model was stepped, not each agent
+    model_step_method: str | None = None  # the model's method called each step (with --step-model)
+    factory_args: dict[str, Any] | None = None  # --factory-arg values as given; None: factory(n, seed)
 
 
 @dataclass
@@ -103,6 +107,7 @@ class AgentReport:
     amortized_bytes: float
     file_backed_bytes: int
     attributes: list[AttributeReport] = field(default_factory=list)
+    agent_id: int | str | None = None  # unique_id or id where the agent has one, else its creation order
 
 
 @dataclass

@@ -30,6 +30,10 @@ class RunSpec:
     working_directory: str = "."
     plan: tuple[dict[str, Any], ...] = ()  # plan steps applied right after building (optimize)
     trials: dict[str, Any] | None = None  # settings of an optimize trials run (fa_memtool.optimize)
+    factory_args: dict[str, Any] | None = None  # keyword arguments (fa_memtool.factory_args); None: factory(n, seed)
+    agents_from: str | None = None  # the factory returns a model; its agents are at this attribute path
+    step_model: bool = False  # step the model instead of each agent
+    model_step_method: str | None = None  # None: sim_step for agentpy models, else step
 
     def __post_init__(self) -> None:
         if self.agents < 1:
@@ -44,6 +48,18 @@ class RunSpec:
             raise UsageError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.mode not in MODES:
             raise UsageError(f"unknown mode {self.mode!r}")
+        self._check_model_options()
+
+    def _check_model_options(self) -> None:
+        if self.agents_from is not None and not all(part.isidentifier() for part in self.agents_from.split(".")):
+            raise UsageError(f"--agents-from {self.agents_from!r} is not an attribute path such as agents or schedule.agents")
+        if self.step_model and self.agents_from is None:
+            raise UsageError("--step-model steps a model: say where its agents are with --agents-from (for example --agents-from agents)")
+        if self.model_step_method is not None:
+            if not self.step_model:
+                raise UsageError("--model-step-method names the model's step method: it needs --step-model")
+            if not self.model_step_method.isidentifier():
+                raise UsageError(f"--model-step-method {self.model_step_method!r} is not a method name")
 
     @property
     def sampling_interval(self) -> int:

@@ -9,6 +9,9 @@ The protocol (docs/protocol.md):
   ``[seed, agent_index]``; without it, fa-mem feeds each agent
   ``int(rng.integers(0, 2**16))`` from the same per-agent generator;
 - every agent has ``.step(observation)`` (or the method named with ``--step-method``).
+
+The factory may instead return a model that owns its agents (``--agents-from``); how a
+population is built, read and stepped is in ``fa_memtool.population_driver``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from fa_memtool.errors import UsageError, WorkloadError
+from fa_memtool.factory_args import check_accepted, describe_call, substitute
 
 DEFAULT_FACTORY = "create_agents"
 OBSERVE_FUNCTION = "observe"
@@ -121,66 +125,99 @@ def find_factory(module: ModuleType, factory: str | None) -> tuple[str, Callable
     return f"{owner.__name__}.{function_name}", candidate
 
 
-def build_agents(factory_name: str, factory: Callable[..., Any], agents: int, seed: int) -> list[Any]:
-    """Call the factory and check that it returned a non-empty list of agents."""
+def call_factory(
+    factory_name: str,
+    factory: Callable[..., Any],
+    *,
+    agents: int,
+    seed: int,
+    factory_args: dict[str, Any] | None = None,
+) -> tuple[str, Any]:
+    """Call the factory: ``factory(n, seed)``, or with the keyword arguments when given.
+
+    Returns how the call reads in messages (``make(10, 0)``) and what the factory returned.
+    """
+    if factory_args is None:
+        positional: tuple[Any, ...] = (agents, seed)
+        keywords: dict[str, Any] = {}
+        call = f"{factory_name}({agents}, {seed})"
+    else:
+        check_accepted(factory, factory_args, factory_name=factory_name)
+        positional = ()
+        keywords = substitute(factory_args, agents=agents, seed=seed)
+        call = describe_call(factory_name, keywords)
     try:
-        built = factory(agents, seed)
+        built = factory(*positional, **keywords)
     except (Exception, SystemExit) as error:
         raise WorkloadError(
-            f"{factory_name}({agents}, {seed}) raised {type(error).__name__}: {error}{_user_frame(error)}",
-            detail=_short_traceback(error),
+            f"{call} raised {type(error).__name__}: {error}{_user_frame(error)}", detail=_short_traceback(error)
         ) from error
+    return call, built
+
+
+def is_agent_object(value: object) -> bool:
+    """Interpreter values that cannot be an agent (nor be sized as one) are refused."""
+    return not (value is None or isinstance(value, (bool, int, float, complex, str, bytes, type, ModuleType)))
+
+
+def check_agent_list(call: str, built: Any, *, requested: int) -> list[Any]:
+    """What the factory returned must be a non-empty list or tuple of agent objects."""
     if not isinstance(built, (list, tuple)):
         raise WorkloadError(
-            f"{factory_name}({agents}, {seed}) returned a {type(built).__name__}; expected a non-empty list of agents"
+            f"{call} returned a {type(built).__name__}; expected a non-empty list of agents "
+            "(or name where a returned model keeps them with --agents-from)"
         )
     if not built:
-        raise WorkloadError(f"{factory_name}({agents}, {seed}) returned an empty list; expected {agents} agents")
+        raise WorkloadError(f"{call} returned an empty list; expected {requested} agents")
     for index, agent in enumerate(built):
-        if agent is None or isinstance(agent, (bool, int, float, complex, str, bytes, type, ModuleType)):
+        if not is_agent_object(agent):
             raise WorkloadError(
-                f"{factory_name}({agents}, {seed}) returned {type(agent).__name__} {agent!r:.40} as agent {index}; "
+                f"{call} returned {type(agent).__name__} {agent!r:.40} as agent {index}; "
                 "agents must be objects with a step method"
             )
     return list(built)
 
 
-def check_step_method(agents: list[Any], step_method: str) -> None:
-    for index, agent in enumerate(agents):
-        if not callable(getattr(agent, step_method, None)):
-            raise WorkloadError(
-                f"agent {index} ({type(agent).__name__}) has no callable .{step_method}(observation); "
-                "name the method with --step-method"
-            )
-
-
 @dataclass
 class ObservationStream:
-    """Per-agent seeded observations, the same for every run with the same seed."""
+    """Per-agent seeded observations, the same for every run with the same seed.
+
+    An agent's generator is keyed by its creation order (``index``): agents that
+    appear while stepping get theirs when they first observe.
+    """
 
     observe: Callable[[Any, int, Any], Any] | None
     seed: int
     agents: int
 
     def __post_init__(self) -> None:
+        self._generators = {index: self._generator(index) for index in range(self.agents)}
+
+    def _generator(self, index: int) -> Any:
         import numpy
 
-        self._generators = [numpy.random.default_rng([self.seed, index]) for index in range(self.agents)]
+        return numpy.random.default_rng([self.seed, index])
 
     @property
     def source(self) -> str:
         return "module" if self.observe is not None else "default"
 
     def next(self, agent: Any, index: int, step: int) -> Any:
-        rng = self._generators[index]
+        rng = self._generators.get(index)
+        if rng is None:
+            rng = self._generators[index] = self._generator(index)
         if self.observe is None:
             return int(rng.integers(0, DEFAULT_OBSERVATION_HIGH))
         return self.observe(agent, step, rng)
 
 
-def observation_stream(module: ModuleType, *, seed: int, agents: int) -> ObservationStream:
+def find_observe(module: ModuleType) -> Callable[[Any, int, Any], Any] | None:
     observe = getattr(module, OBSERVE_FUNCTION, None)
-    return ObservationStream(observe if callable(observe) else None, seed, agents)
+    return observe if callable(observe) else None
+
+
+def observation_stream(module: ModuleType, *, seed: int, agents: int) -> ObservationStream:
+    return ObservationStream(find_observe(module), seed, agents)
 
 
 def program_globals(module: ModuleType) -> list[object]:

@@ -17,6 +17,7 @@ import typer
 from fa_memtool.cli._common import int_list_option, size_option
 from fa_memtool.config import Config, parse_fraction
 from fa_memtool.errors import UsageError
+from fa_memtool.factory_args import command_line_value, factory_args_from_config, parse_factory_args
 from fa_memtool.runner import Limits, default_max_memory, default_scaling
 from fa_memtool.spec import RunSpec
 
@@ -34,6 +35,32 @@ FactoryOption = Annotated[
     typer.Option("--factory", help="Factory: NAME in the module or package.module:function. [default: create_agents]", show_default=False),
 ]
 StepMethodOption = Annotated[str | None, typer.Option("--step-method", help="Method called with each observation. [default: step]", show_default=False)]
+FactoryArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--factory-arg",
+        metavar="NAME=VALUE",
+        help="A keyword argument for the factory (repeat); VALUE is JSON, or {n} / {seed}. [default: factory(n, seed)]",
+        show_default=False,
+    ),
+]
+AgentsFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--agents-from",
+        metavar="PATH",
+        help="The factory returns a model: PATH is where its agents are, e.g. agents or schedule.agents (read after every step).",
+        show_default=False,
+    ),
+]
+StepModelOption = Annotated[
+    bool | None,
+    typer.Option("--step-model/--step-agents", help="Step the model (needs --agents-from), or each agent. [default: step agents]", show_default=False),
+]
+ModelStepMethodOption = Annotated[
+    str | None,
+    typer.Option("--model-step-method", help="The model's method called each step. [default: sim_step for agentpy, else step]", show_default=False),
+]
 SampleEveryOption = Annotated[
     int | None, typer.Option("--sample-every", help="Size the population every K steps. [default: about 20 samples per run]", show_default=False)
 ]
@@ -73,6 +100,10 @@ class WorkloadFlags:
     trace_frames: int = 10
     max_memory: str | None = None
     timeout: float | None = None
+    factory_args: list[str] | None = None
+    agents_from: str | None = None
+    step_model: bool | None = None
+    model_step_method: str | None = None
 
 
 def _pick(flag: Any, config: Config, key: str, default: Any) -> Any:
@@ -93,6 +124,14 @@ class Workload:
             parts += ["--factory", spec.factory]
         if spec.step_method != "step":
             parts += ["--step-method", spec.step_method]
+        for name, value in (spec.factory_args or {}).items():
+            parts += ["--factory-arg", f"{name}={command_line_value(value)}"]
+        if spec.agents_from is not None:
+            parts += ["--agents-from", spec.agents_from]
+        if spec.step_model:
+            parts += ["--step-model"]
+        if spec.model_step_method is not None:
+            parts += ["--model-step-method", spec.model_step_method]
         parts += list(extra)
         return shlex.join(parts)
 
@@ -123,6 +162,7 @@ def resolve_workload(
         raise UsageError(f"--timeout must be more than 0 seconds (got {timeout:g})")
     limit = config_size(flags.max_memory, config, "max-memory")
     trace = bool(_pick(flags.trace, config, "trace", True))
+    step_model = bool(_pick(flags.step_model, config, "step-model", False))
     if backend == "memray" and memray_output is None:
         stem = os.path.splitext(os.path.basename(target))[0].split(".")[-1]
         memray_output = os.path.abspath(f"fa-mem-{stem}.bin")
@@ -133,6 +173,12 @@ def resolve_workload(
         seed=int(_pick(flags.seed, config, "seed", 0)),
         factory=_pick(flags.factory, config, "factory", None),
         step_method=str(_pick(flags.step_method, config, "step-method", "step")),
+        factory_args=_factory_args(flags.factory_args, config),
+        agents_from=_pick(flags.agents_from, config, "agents-from", None),
+        step_model=step_model,
+        # The file's model step method only matters when the model is stepped: --step-agents
+        # on the command line overrides a file written for --step-model.
+        model_step_method=flags.model_step_method or (config.get("model-step-method") if step_model else None),
         sample_every=int(_pick(flags.sample_every, config, "sample-every", 0)),
         trace=trace and backend == "tracemalloc",
         trace_frames=flags.trace_frames,
@@ -141,6 +187,16 @@ def resolve_workload(
         working_directory=os.getcwd(),
     )
     return Workload(spec, Limits(max_memory=limit if limit is not None else default_max_memory(), timeout=timeout), scaling)
+
+
+def _factory_args(flags: list[str] | None, config: Config) -> dict[str, Any] | None:
+    """``--factory-arg`` values, else ``factory-args`` in [tool.fa-mem]; None: call factory(n, seed)."""
+    if flags:
+        return parse_factory_args(flags)
+    configured = config.get("factory-args")
+    if configured is None:
+        return None
+    return factory_args_from_config(configured, label=f"factory-args in [tool.fa-mem] of {config.source}")
 
 
 def check_writable(path: str | None, flag: str) -> None:

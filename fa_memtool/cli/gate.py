@@ -20,6 +20,10 @@ from fa_memtool.cli._workload import (
     ScalingOption,
     SeedOption,
     StepMethodOption,
+    FactoryArgOption,
+    AgentsFromOption,
+    StepModelOption,
+    ModelStepMethodOption,
     StepsOption,
     TimeoutOption,
     TraceFramesOption,
@@ -95,6 +99,10 @@ def gate_command(
     seed: SeedOption = None,
     factory: FactoryOption = None,
     step_method: StepMethodOption = None,
+    factory_arg: FactoryArgOption = None,
+    agents_from: AgentsFromOption = None,
+    step_model: StepModelOption = None,
+    model_step_method: ModelStepMethodOption = None,
     sample_every: SampleEveryOption = None,
     scaling: ScalingOption = None,
     trace: TraceOption = None,
@@ -144,7 +152,11 @@ def gate_command(
     --max-memory or --timeout; 130 interrupted.
     """
     config = load_config()
-    flags = WorkloadFlags(path, agents, steps, seed, factory, step_method, sample_every, scaling, trace, trace_frames, max_memory, timeout)
+    flags = WorkloadFlags(
+        path=path, agents=agents, steps=steps, seed=seed, factory=factory, step_method=step_method,
+        sample_every=sample_every, scaling=scaling, trace=trace, trace_frames=trace_frames, max_memory=max_memory,
+        timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+    )
     workload = _workload(flags, config, report_path)
     baseline_file = _baseline_path(baseline, config)
     update = _update_command(workload, baseline_file, report_path)
@@ -194,6 +206,10 @@ def baseline_update_command(
     seed: SeedOption = None,
     factory: FactoryOption = None,
     step_method: StepMethodOption = None,
+    factory_arg: FactoryArgOption = None,
+    agents_from: AgentsFromOption = None,
+    step_model: StepModelOption = None,
+    model_step_method: ModelStepMethodOption = None,
     sample_every: SampleEveryOption = None,
     scaling: ScalingOption = None,
     trace: TraceOption = None,
@@ -214,7 +230,11 @@ def baseline_update_command(
     written); 5 over --max-memory or --timeout; 130 interrupted.
     """
     config = load_config()
-    flags = WorkloadFlags(path, agents, steps, seed, factory, step_method, sample_every, scaling, trace, trace_frames, max_memory, timeout)
+    flags = WorkloadFlags(
+        path=path, agents=agents, steps=steps, seed=seed, factory=factory, step_method=step_method,
+        sample_every=sample_every, scaling=scaling, trace=trace, trace_frames=trace_frames, max_memory=max_memory,
+        timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+    )
     workload = _workload(flags, config, report_path)
     baseline_file = _baseline_path(baseline, config)
     check_writable(baseline_file, "--baseline")

@@ -17,6 +17,10 @@ from fa_memtool.cli._workload import (
     ScalingOption,
     SeedOption,
     StepMethodOption,
+    FactoryArgOption,
+    AgentsFromOption,
+    StepModelOption,
+    ModelStepMethodOption,
     TimeoutOption,
     WorkloadFlags,
     check_writable,
@@ -64,6 +68,10 @@ def optimize_command(
     seed: SeedOption = None,
     factory: FactoryOption = None,
     step_method: StepMethodOption = None,
+    factory_arg: FactoryArgOption = None,
+    agents_from: AgentsFromOption = None,
+    step_model: StepModelOption = None,
+    model_step_method: ModelStepMethodOption = None,
     scaling: ScalingOption = None,
     plan_out: Annotated[str | None, typer.Option("--plan-out", help="Write the plan of kept transformations to FILE (atomically).", show_default=False)] = None,
     json_path: Annotated[str | None, typer.Option("--json", help="Write the before/after result as JSON to FILE.", show_default=False)] = None,
@@ -94,7 +102,11 @@ def optimize_command(
     if plugin_names is not None and not plugin_names:
         raise UsageError("--plugins names no plugin; leave it out to use every installed plugin")
     select(plugin_manager(), plugin_names)  # unknown names fail before anything runs
-    flags = WorkloadFlags(path, agents, steps if steps is not None else config.get("steps", DEFAULT_REPLAY_STEPS), seed, factory, step_method, None, scaling, True, 10, max_memory, timeout)
+    flags = WorkloadFlags(
+        path=path, agents=agents, steps=steps if steps is not None else config.get("steps", DEFAULT_REPLAY_STEPS),
+        seed=seed, factory=factory, step_method=step_method, scaling=scaling, trace=True, max_memory=max_memory,
+        timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+    )
     workload = resolve_workload(flags, config, scaling_by_default=True)
     if workload.spec.steps < 1:
         raise UsageError("optimize needs at least one replay step (--steps 1 or more) to prove behaviour")

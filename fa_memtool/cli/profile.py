@@ -19,6 +19,10 @@ from fa_memtool.cli._workload import (
     ScalingOption,
     SeedOption,
     StepMethodOption,
+    FactoryArgOption,
+    AgentsFromOption,
+    StepModelOption,
+    ModelStepMethodOption,
     StepsOption,
     TimeoutOption,
     TraceFramesOption,
@@ -42,6 +46,10 @@ def profile_command(
     seed: SeedOption = None,
     factory: FactoryOption = None,
     step_method: StepMethodOption = None,
+    factory_arg: FactoryArgOption = None,
+    agents_from: AgentsFromOption = None,
+    step_model: StepModelOption = None,
+    model_step_method: ModelStepMethodOption = None,
     sample_every: SampleEveryOption = None,
     scaling: ScalingOption = None,
     trace: TraceOption = None,
@@ -75,7 +83,11 @@ def profile_command(
     Exit codes: 0 ok; 2 usage or input error; 4 an agent raised while stepping (the partial
     report is still shown and written); 5 over --max-memory or --timeout; 130 interrupted.
     """
-    flags = WorkloadFlags(path, agents, steps, seed, factory, step_method, sample_every, scaling, trace, trace_frames, max_memory, timeout)
+    flags = WorkloadFlags(
+        path=path, agents=agents, steps=steps, seed=seed, factory=factory, step_method=step_method,
+        sample_every=sample_every, scaling=scaling, trace=trace, trace_frames=trace_frames, max_memory=max_memory,
+        timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+    )
     workload = resolve_workload(flags, load_config(), scaling_by_default=True, backend=backend, memray_output=memray_output)
     check_writable(json_path, "--json")
     if plan is not None:

@@ -40,6 +40,24 @@ GOOD_AGENT = """
         return [Agent() for _ in range(n)]
 """
 
+# A model that owns its agents, for the --agents-from / --step-model / --factory-arg cases.
+GOOD_MODEL = """
+    class Fish:
+        def step(self):
+            return 0
+
+
+    class Pond:
+        def __init__(self, size):
+            self.size = size
+            self.agents = [Fish() for _ in range(size)]
+
+        def step(self):
+            for fish in self.agents:
+                fish.step()
+"""
+MODEL = ("--factory", "Pond", "--factory-arg", "size={n}")
+
 
 def assert_nothing_written(json_dir: Path) -> None:
     leftovers = sorted(path.name for path in json_dir.iterdir())
@@ -120,6 +138,64 @@ BAD_INPUTS = [
     BadInput("unknown-backend", GOOD_AGENT, "good.py", ("--backend", "valgrind"), 2, ("valgrind",)),
     BadInput("unknown-option", GOOD_AGENT, "good.py", ("--no-such-flag",), 2, ("--no-such-flag",)),
     BadInput("agents-not-a-number", GOOD_AGENT, "good.py", ("-n", "many"), 2, ("--agents",)),
+    BadInput(
+        "agents-from-missing",
+        GOOD_MODEL,
+        "pond.py",
+        (*MODEL, "--agents-from", "fish"),
+        2,
+        ("--agents-from fish", "the model (Pond) has no attribute 'fish'"),
+    ),
+    BadInput(
+        "agents-from-not-iterable",
+        GOOD_MODEL,
+        "pond.py",
+        (*MODEL, "--agents-from", "size"),
+        2,
+        ("--agents-from size", "Pond.size is a int, which is not iterable"),
+    ),
+    BadInput(
+        "agents-from-not-a-path", GOOD_MODEL, "pond.py", (*MODEL, "--agents-from", "agents[0]"), 2, ("not an attribute path",)
+    ),
+    BadInput(
+        "agents-from-empty",
+        GOOD_MODEL,
+        "pond.py",
+        ("--factory", "Pond", "--factory-arg", "size=0", "--agents-from", "agents"),
+        2,
+        ("Pond.agents is empty after building",),
+    ),
+    BadInput(
+        "agents-from-on-a-list", GOOD_AGENT, "good.py", ("--agents-from", "agents"), 2, ("leave out --agents-from",)
+    ),
+    BadInput(
+        "factory-arg-not-json",
+        GOOD_MODEL,
+        "pond.py",
+        ("--factory", "Pond", "--factory-arg", "size=many"),
+        2,
+        ("--factory-arg size=many", "is not a JSON value"),
+    ),
+    BadInput(
+        "factory-arg-without-value", GOOD_MODEL, "pond.py", ("--factory", "Pond", "--factory-arg", "size"), 2, ("NAME=VALUE",)
+    ),
+    BadInput(
+        "factory-arg-names-no-parameter",
+        GOOD_MODEL,
+        "pond.py",
+        (*MODEL, "--factory-arg", "depth=3", "--agents-from", "agents"),
+        2,
+        ("--factory-arg depth", "has no parameter 'depth' (it takes size)"),
+    ),
+    BadInput("step-model-without-agents-from", GOOD_MODEL, "pond.py", (*MODEL, "--step-model"), 2, ("--agents-from",)),
+    BadInput(
+        "model-without-the-step-method",
+        GOOD_MODEL,
+        "pond.py",
+        (*MODEL, "--agents-from", "agents", "--step-model", "--model-step-method", "advance"),
+        2,
+        ("the model (Pond) has no callable .advance()",),
+    ),
 ]
 
 
