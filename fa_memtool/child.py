@@ -143,7 +143,7 @@ class Measurement:
             return self._run_plain(agents, driver, create_seconds)
         # The model is the program's, like the module's globals: what it holds is shared,
         # never one agent's, and the walk stops at its agents as at every agent.
-        globals_ = program_globals(module) + driver.program_objects()
+        globals_ = program_globals(module)
         outcome = self._run_profile(
             agents=agents,
             stream=driver.stream,
@@ -379,7 +379,7 @@ class Measurement:
             # collection that would be counted as the agents' GC cost.
             # Zero fractions of the tree's arrays are counted later (fill_zero_fractions):
             # reading the arrays here would map untouched pages before residency is read.
-            sized = measure_population(agents, module_globals=globals_, paths=with_tree)
+            sized = measure_population(agents, module_globals=globals_, boundaries=driver.program_objects(), paths=with_tree)
             count = len(sized.agents)
             totals: dict[str, float] = defaultdict(float)
             for agent in sized.agents:
@@ -493,6 +493,7 @@ class Measurement:
             objects=final.objects,
             resident_array_bytes=attributed.resident_array_bytes,
             allocated_array_bytes=attributed.allocated_array_bytes,
+            model_bytes=final.boundary_bytes,
         )
         profile_report = Report(
             schema_version=SCHEMA_VERSION,

@@ -238,7 +238,7 @@ def run_trials(
                 break
 
     def per_agent(population: PopulationDriver) -> float:
-        sized = measure_population(population.agents(), module_globals=[*module_globals, *population.program_objects()])
+        sized = measure_population(population.agents(), module_globals=module_globals, boundaries=population.program_objects())
         return sum(agent.amortized_bytes for agent in sized.agents) / len(sized.agents)
 
     progress.send("trials", stage="analyse", total=steps)

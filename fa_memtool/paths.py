@@ -71,10 +71,17 @@ class Step(NamedTuple):
         if isinstance(self.value, str):
             # Double quotes, as people write keys; json's escapes are valid Python literals.
             return "[" + json.dumps(self.value, ensure_ascii=False) + "]"
-        return f"[{self.value!r}]"
+        if isinstance(self.value, _LITERAL_KEYS):
+            return f"[{self.value!r}]"
+        # A key that is no literal (a class, an object) is named, not spelled: such a
+        # path can be read in a report but not passed to resolve().
+        if isinstance(self.value, type):
+            return f"[<class {self.value.__name__}>]"
+        return f"[<{type(self.value).__name__}>]"
 
 
 ALL = Step("items")
+_LITERAL_KEYS = (int, float, complex, bytes, bool, type(None), tuple, frozenset)
 
 # Containers whose items are their children; other objects show their attributes.
 _SEQUENCES = (list, tuple, deque)

@@ -361,7 +361,9 @@ class Forest:
             for alias in self.alias_paths(node, exclude=path):
                 if alias not in row.aliases and len(row.aliases) < MAX_ALIASES:
                     row.aliases.append(alias)
-        if depth >= MAX_DEPTH:
+        if depth >= MAX_DEPTH or all(map(self.module_global.__getitem__, nodes)):
+            # What the program's globals reach (a model the agents point back to, a
+            # module-level table) is the program's: a row of its own, not opened here.
             return row
         groups: dict[str, Members] = {}
         tree, foreign = self.tree, self.foreign

@@ -126,6 +126,7 @@ class Population:
     marginal_rss_per_agent: float | None = None
     marginal_rss_per_agent_after_steps: float | None = None
     fixed_rss_bytes: float | None = None
+    model_bytes: int | None = None  # what the model reaches, agents excluded (charged to no agent)
 
 
 @dataclass

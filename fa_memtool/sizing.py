@@ -118,6 +118,8 @@ class PopulationSize:
     objects: int
     shared_groups: list[SharedGroup]
     unsized_objects: int  # objects whose __sizeof__ raised; counted at object.__sizeof__
+    # Everything the boundaries (a model) reach, agents excluded: the program's, charged to no agent.
+    boundary_bytes: int | None = None
     paths: list[PathNode] = field(default_factory=list)  # the population's tree: per-agent means by path
 
 
@@ -262,11 +264,15 @@ class _Graph:
 
 def _reachable_ids(roots: Iterable[object], boundary_ids: set[int]) -> set[int]:
     """Ids of every object the program's globals reach, agents excluded."""
+    return set(_program_graph(roots, boundary_ids).index)
+
+
+def _program_graph(roots: Iterable[object], boundary_ids: set[int]) -> _Graph:
     graph = _Graph(boundary_ids, set(), 0)
     for root in roots:
         graph.node(root)
     graph.expand_all()
-    return set(graph.index)
+    return graph
 
 
 def _topological_components(children: list[list[int]]) -> list[list[int]]:
@@ -420,11 +426,23 @@ def _measure_population(
     max_shared_groups: int = 20,
     paths: bool = True,
     path_detail: bool = False,
+    boundaries: Iterable[object] = (),
 ) -> PopulationSize:
     """measure_population with the collector already paused."""
     agent_list = list(agents)
     boundary_ids = {id(agent) for agent in agent_list}
+    program_objects = list(boundaries)
     global_ids = _reachable_ids(module_globals, boundary_ids)
+    boundary_bytes: int | None = None
+    if program_objects:
+        program_graph = _program_graph(program_objects, boundary_ids)
+        boundary_bytes = sum(program_graph.sizes)
+        global_ids |= set(program_graph.index)
+        del program_graph
+    # A model is entered from the program's side only: what it holds is the program's,
+    # and an agent's own log that the model also lists stays that agent's.
+    program_ids = {id(obj) for obj in program_objects}
+    boundary_ids |= program_ids
 
     # Bit layout: per agent, one bit for the agent object itself, then one per attribute.
     bit_agent: list[int] = []
@@ -594,7 +612,7 @@ def _measure_population(
         bit += 1
         for (name, value), value_node in zip(attribute_lists[agent_index], attribute_nodes[agent_index]):
             if value_node is None:
-                sharers, is_global = 0, False
+                sharers, is_global = 0, id(value) in program_ids
             else:
                 value_mask = masks[value_node]
                 sharers = sharers_by_mask[value_mask]
@@ -642,6 +660,7 @@ def _measure_population(
         exclusive_bytes=exclusive_total,
         shared_bytes=shared_total,
         file_backed_bytes=file_total,
+        boundary_bytes=boundary_bytes,
         objects=len(masks),
         shared_groups=groups[:max_shared_groups],
         unsized_objects=graph.unsized,
@@ -712,11 +731,16 @@ def measure_population(
     max_shared_groups: int = 20,
     paths: bool = True,
     path_detail: bool = False,
+    boundaries: Iterable[object] = (),
 ) -> PopulationSize:
     """Size a whole population in one walk.
 
     ``module_globals`` are objects owned by the program (module-level values, class
     attributes): where agents reach them they are shared, never exclusive.
+    ``boundaries`` are objects of the program that the walk never enters from an agent,
+    as it never enters another agent (a model that owns the agents): what they reach
+    is the program's, and an object an agent holds itself, that a boundary also holds
+    (an agent's log in the model's list of logs), stays the agent's.
     With ``attribute_detail`` every top-level attribute gets its own split, and with
     ``paths`` each agent (and the population) a bounded tree of the paths inside its
     attributes (fa_memtool.pathtree); ``path_detail`` adds each array's zero fraction.
@@ -736,6 +760,7 @@ def measure_population(
             max_shared_groups=max_shared_groups,
             paths=paths,
             path_detail=path_detail,
+            boundaries=boundaries,
         )
     finally:
         if collecting:

@@ -66,6 +66,8 @@ def _summary(report: Report) -> Panel:
         f"{format_bytes(population.distinct_bytes)} distinct = {format_bytes(population.exclusive_bytes)} exclusive"
         f" + {format_bytes(population.shared_bytes)} shared  ({population.objects:,} objects)",
     )
+    if population.model_bytes is not None:
+        grid.add_row("model", f"{format_bytes(population.model_bytes)} held by the model itself (the program's; charged to no agent)")
     if population.file_backed_bytes:
         grid.add_row("file-backed", format_bytes(population.file_backed_bytes) + " memory-mapped (not heap)")
     if population.marginal_rss_per_agent is not None and report.scaling is not None:
@@ -192,7 +194,9 @@ def _attributes(report: Report) -> Table:
         shape = ""
         if summary.shape is not None:
             shape = "x".join(str(extent) for extent in summary.shape) + (f" {summary.dtype}" if summary.dtype else "")
-        if summary.module_global:
+        if summary.module_global and summary.max_sharers <= 1:
+            shared = "module"
+        elif summary.module_global:
             shared = f"module, {summary.max_sharers} agents"
         elif summary.max_sharers > 1:
             shared = f"{summary.max_sharers} agents"

@@ -107,16 +107,16 @@ def test_a_mesa_agent_is_charged_its_own_array_not_the_models_grid(tmp_path: Pat
     )  # fmt: skip
     population = report["population"]
     assert population["agents"] == agents
-    assert population["distinct_bytes"] > grid_nbytes, "the grid is reached through .model and counted once"
+    # The model is a boundary: its grid is the program's, reported once, charged to no agent.
+    assert population["model_bytes"] >= grid_nbytes + sys.getsizeof(np.zeros(0))
+    assert population["distinct_bytes"] < grid_nbytes
     for agent in report["agents"]:
         assert attribute(agent, "memory")["exclusive_bytes"] == memory_bytes
-        assert agent["exclusive_bytes"] < grid_nbytes
+        assert agent["amortized_bytes"] < grid_nbytes / agents
         model = attribute(agent, "model")
-        assert model["exclusive_bytes"] == 0 and model["module_global"] is True and model["sharers"] == agents
-        assert model["amortized_bytes"] >= grid_nbytes / agents
+        assert model["deep_bytes"] == 0 and model["amortized_bytes"] == 0 and model["module_global"] is True
     assert sum(agent["amortized_bytes"] for agent in report["agents"]) == pytest.approx(population["distinct_bytes"])
-    grid_groups = [group for group in report["shared"] if group["largest"] == f"ndarray float64 {meadow.GRID_SHAPE}"]
-    assert grid_groups and grid_groups[0]["module_global"] is True and grid_groups[0]["sharers"] == agents
+    assert not [group for group in report["shared"] if group["largest"] == f"ndarray float64 {meadow.GRID_SHAPE}"]
 
 
 def test_births_and_deaths_are_counted_and_every_agent_keeps_its_id(tmp_path: Path) -> None:
@@ -180,9 +180,29 @@ def test_an_agentpy_model_is_set_up_and_stepped_like_its_run(tmp_path: Path) -> 
         assert attribute(agent, "memory")["exclusive_bytes"] == sys.getsizeof(np.zeros(market.MEMORY))
         assert attribute(agent, "model")["module_global"] is True
         assert agent["exclusive_bytes"] < prices_nbytes
-    assert report["population"]["distinct_bytes"] > prices_nbytes
-    # The model's own record() grows with every sim_step: agentpy's update() ran.
-    assert report["population"]["per_agent_bytes"] > report["population"]["per_agent_bytes_at_creation"]
+    # The model is a boundary: its prices are the program's, charged to no agent.
+    assert report["population"]["model_bytes"] > prices_nbytes
+    assert report["population"]["distinct_bytes"] < prices_nbytes
+
+
+def test_an_agentpy_agents_own_log_is_its_own_and_named_as_it_grows(tmp_path: Path) -> None:
+    """agentpy keeps each agent's log in the agent and in the model's list of logs: the
+    log is the agent's (the model is a boundary), and its growth is named ``log``."""
+    agents, steps = 6, 30
+    report = profile(
+        tmp_path, WORKLOADS / "recorders.py", "--factory", "Recorders", "--factory-arg", 'parameters={"agents": "{n}"}',
+        "--agents-from", "agents", "--step-model", "-n", agents, "--steps", steps, *QUICK,
+    )  # fmt: skip
+    for agent in report["agents"]:
+        log = attribute(agent, "log")
+        assert log["sharers"] == 1 and log["module_global"] is True  # listed by the model too
+        # All its own but the key strings every agent's log shares (amortized over 6 otherwise).
+        assert log["amortized_bytes"] >= 0.9 * log["deep_bytes"]
+    growing = {item["name"]: item for item in report["growth"]["paths"]}
+    assert "log" in growing and not growing["log"]["bounded"]
+    assert "model" not in growing
+    # Each step records one float per agent: a list entry (8 bytes) and, every few steps, more list.
+    assert growing["log"]["bytes_per_step_per_agent"] >= 8
 
 
 def test_a_model_that_stops_itself_ends_the_run_early_and_cleanly(tmp_path: Path) -> None:
@@ -287,7 +307,7 @@ def test_optimize_shares_identical_parameters_of_mesa_agents_and_proves_it_by_re
         model = meadow.Meadow(grazers={agents}, seed=0, copies=True)
         for _ in range({steps}):
             model.step()
-        sized = measure_population(list(model.agents), module_globals=[model])
+        sized = measure_population(list(model.agents), boundaries=[model])
         print(json.dumps(sum(agent.amortized_bytes for agent in sized.agents) / {agents}))
     """)
     # Sharing the parameters keeps one copy for three grazers: 2/3 of a copy saved per

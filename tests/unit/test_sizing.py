@@ -1410,3 +1410,46 @@ def test_instance_dict_held_by_another_agent_is_part_of_its_owner(order: str) ->
     assert holder_d.deep_bytes == sys.getsizeof(vars(owner)) + sum(sys.getsizeof(key) for key in vars(owner))
     assert holder_d.sharers == 2
     assert_identities(result)
+
+
+def test_a_model_boundary_is_charged_to_no_agent_and_leaves_agents_their_own_logs() -> None:
+    class Model:
+        def __init__(self) -> None:
+            self.grid = np.zeros(50_000)
+            self.agents: list[object] = []
+            self.logs: list[dict[str, list[float]]] = []
+
+    class Agent:
+        def __init__(self, model: Model) -> None:
+            self.model = model
+            self.log: dict[str, list[float]] = {"wealth": [float(index) for index in range(100)]}
+            model.agents.append(self)
+            model.logs.append(self.log)
+
+    model = Model()
+    agents = [Agent(model) for _ in range(4)]
+    vars(model)  # materialise its instance dict (CPython 3.11+ keeps values inline until read)
+    result = measure_population(agents, boundaries=[model])
+    log_bytes = deep_size(agents[0].log) - sys.getsizeof("wealth")  # the key string is interned, shared
+    for sized in result.agents:
+        log = next(attribute for attribute in sized.attributes if attribute.name == "log")
+        assert log.sharers == 1 and log.module_global  # the model lists it too
+        assert log.amortized_bytes >= log_bytes
+        held = next(attribute for attribute in sized.attributes if attribute.name == "model")
+        assert held.deep_bytes == 0 and held.module_global
+    assert result.distinct_bytes < model.grid.nbytes  # the grid is the program's
+    # The model's own bytes: everything it reaches, the agents left out (their logs included).
+    expected = (
+        sys.getsizeof(model)
+        + sys.getsizeof(vars(model))
+        + sum(sys.getsizeof(name) for name in vars(model))
+        + sys.getsizeof(model.grid)
+        + sys.getsizeof(model.agents)
+        + sys.getsizeof(model.logs)
+        + sys.getsizeof("wealth")  # one interned key for every log
+        + sum(
+            sys.getsizeof(log) + sys.getsizeof(log["wealth"]) + sum(sys.getsizeof(value) for value in log["wealth"])
+            for log in model.logs
+        )
+    )
+    assert result.boundary_bytes == expected
