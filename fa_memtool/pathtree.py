@@ -30,7 +30,7 @@ from typing import Any
 
 from fa_memtool.paths import ALL, Step, labelled_children
 
-__all__ = ["PathNode", "Forest", "build_forest", "flatten"]
+__all__ = ["PathNode", "Forest", "flatten"]
 
 Members = dict[int, list[int]]  # node -> the agents that reach it through the row's path
 
@@ -166,6 +166,12 @@ class Forest:
                     extra_deep[node] += sizes[child]
                     extra_amortized[node] += sizes[child] / sharers[child] if sharers[child] else 0.0
         self.segments.append((start, len(order)))
+
+    def claim_all(self, roots_by_agent: list[list[tuple[str, int]]]) -> None:
+        """The forest, agent by agent in population order, then its subtree figures."""
+        for agent, roots in enumerate(roots_by_agent):
+            self.claim(agent, roots)
+        self.total()
 
     def total(self) -> None:
         """Subtree figures: agents in the order they were walked, each agent's nodes
@@ -374,8 +380,9 @@ class Forest:
             held = tree.get(node, ())
             if not held and node not in foreign:
                 continue  # a leaf: most members of a [*] row
-            kind = type(objects[node])
-            if kind is ndarray and not objects[node].dtype.hasobject:
+            obj: Any = objects[node]
+            kind = type(obj)
+            if kind is ndarray and not obj.dtype.hasobject:
                 continue  # a numeric array names nothing (its tree child is a view's base)
             if kind in _PLAIN_SEQUENCES and len(held) + len(foreign.get(node, ())) > COLLAPSE_ITEMS:
                 # A plain container's referents are its items: all of them are [*], no names needed.
@@ -479,7 +486,7 @@ def _sum_rows(rows: list[PathNode], parent_path: str, agent_count: int) -> PathN
     means over the agents that have it)."""
 
     def total(figure: str) -> float:
-        return sum(getattr(row, figure) * row.agents for row in rows) / agent_count
+        return float(sum(getattr(row, figure) * row.agents for row in rows)) / agent_count
 
     return PathNode(
         name=OTHER,
@@ -492,26 +499,6 @@ def _sum_rows(rows: list[PathNode], parent_path: str, agent_count: int) -> PathN
         items=total("items"),
         agents=agent_count,
     )
-
-
-def build_forest(
-    *,
-    objects: list[object],
-    sizes: list[int],
-    file_sizes: dict[int, int],
-    children: list[list[int]],
-    sharers: list[int],
-    module_global: list[bool],
-    roots_by_agent: list[list[tuple[str, int]]],
-) -> Forest:
-    """The spanning forest, agent by agent in population order, with subtree figures."""
-    forest = Forest(
-        objects=objects, sizes=sizes, file_sizes=file_sizes, children=children, sharers=sharers, module_global=module_global
-    )
-    for agent, roots in enumerate(roots_by_agent):
-        forest.claim(agent, roots)
-    forest.total()
-    return forest
 
 
 def flatten(rows: list[PathNode]) -> list[PathNode]:

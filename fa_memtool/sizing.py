@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fa_memtool.paths import object_attributes
-from fa_memtool.pathtree import PathNode, build_forest
+from fa_memtool.pathtree import Forest, PathNode
 
 __all__ = [
     "AgentSize",
@@ -682,15 +682,15 @@ def _path_trees(
         [(name, node) for (name, _), node in zip(attributes, nodes) if node is not None]
         for attributes, nodes in zip(attribute_lists, attribute_nodes)
     ]
-    forest = build_forest(
+    forest = Forest(
         objects=graph.objects,
         sizes=graph.sizes,
         file_sizes=graph.file_sizes,
         children=graph.children,
         sharers=[sharers_by_mask[mask] for mask in masks],
         module_global=[global_by_mask[mask] for mask in masks],
-        roots_by_agent=roots,
     )
+    forest.claim_all(roots)
     return forest.population_tree(roots, detail=detail, describe=describe_path_object)
 
 
@@ -718,8 +718,9 @@ def describe_path_object(obj: object, detail: bool) -> dict[str, Any]:
     elif isinstance(obj, (list, tuple, dict, set, frozenset)) or type(obj).__name__ == "deque":
         found["length"] = len(obj)  # type: ignore[arg-type]
     numpy = sys.modules.get("numpy")
-    if detail and numpy is not None and type(obj) is numpy.ndarray and obj.dtype != object and obj.dtype.fields is None and obj.size:
-        found["zero_fraction"] = 1.0 - int(numpy.count_nonzero(obj)) / int(obj.size)
+    array: Any = obj
+    if detail and numpy is not None and kind is numpy.ndarray and array.dtype != object and array.dtype.fields is None and array.size:
+        found["zero_fraction"] = 1.0 - int(numpy.count_nonzero(array)) / int(array.size)
     return found
 
 
