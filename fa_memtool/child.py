@@ -151,20 +151,6 @@ class Measurement:
             memray_tracker=memray_tracker,
         )
 
-    def _adopt(self, suggestions: list[Any], codes: dict[str, str]) -> None:
-        """Each suggestion's one-line change, from the plugin that would make it."""
-        if not suggestions:
-            return
-        from fa_memtool.optimize import adoption_line
-        from fa_memtool.plugins import plugin_manager
-
-        manager = plugin_manager()
-        for suggestion in suggestions:
-            try:
-                suggestion.adoption = adoption_line(manager, suggestion.transformation, suggestion.attribute, {}, codes.get(suggestion.attribute))
-            except Exception as error:  # a broken third-party plugin must not cost the report
-                self.notes.append(f"no adoption line for {suggestion.transformation}: {type(error).__name__}: {error}")
-
     def _apply_plan(self, agents: list[Any]) -> None:
         from fa_memtool.plan import PLAN_VERSION, Plan, PlanStep, apply_plan
         from fa_memtool.report import from_dict
@@ -389,13 +375,19 @@ class Measurement:
                 item.growth_site, item.growth_code = growth_sites[item.name]
 
         attributed = attribute_agents(final, per_agent_values, attribute_sites, growth_sites)
-        attribute_values = attributed.values
         agent_reports = attributed.agents
         sites = {name: site for name, (site, _) in {**growth_sites, **attribute_sites}.items()}
-        suggestions = analysis.suggest(
-            list(attribute_values.values()), growth.attributes, agents=len(agents), steps=completed, sites=sites
+        from fa_memtool.hookspecs import AnalysisContext
+
+        suggestions, plugin_failures = analysis.suggest(
+            agents,
+            AnalysisContext(growing={item.name: item.bytes_per_step_per_agent for item in growth.attributes}),
+            agents=len(agents),
+            steps=completed,
+            sites=sites,
+            codes={name: code for name, (_, code) in {**growth_sites, **attribute_sites}.items()},
         )
-        self._adopt(suggestions, {name: code for name, (_, code) in {**growth_sites, **attribute_sites}.items()})
+        self.notes.extend(f"plugin {failure.plugin} failed ({failure.stage}): {failure.message}" for failure in plugin_failures)
         if final.unsized_objects:
             self.notes.append(f"{final.unsized_objects} objects raised in __sizeof__; counted at their header size")
         self.notes.append(
