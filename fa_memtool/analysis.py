@@ -1,36 +1,35 @@
-"""What the arrays hold: per-attribute details and the suggestions computed from them.
+"""What the arrays hold (per-attribute details) and the profile's suggestions.
 
-Every estimate here comes from the live arrays at the end of the run: their zeros,
-their content hashes across agents, their values after a float32 round trip, their
-compressed size. There is no fixed ratio anywhere.
+The suggestions are the transformation plugins' own analyses (``fa_mem_analyse``): one
+rule per finding, so the profile's "saves X" is exactly the estimate ``fa-mem optimize``
+ranks by. Every estimate comes from the live objects at the end of the run (their
+zeros, their contents across agents, their values after a float32 round trip, their
+compressed size); there is no fixed ratio anywhere.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fa_memtool.report import AttributeGrowth, AttributeReport, Suggestion
+from fa_memtool.report import AttributeReport, Suggestion
 from fa_memtool.residency import resident_bytes
-from fa_memtool.units import format_bytes
 
-MOSTLY_ZEROS = 0.9  # zero fraction from which a sparse or lazy representation pays
-MIN_ARRAY_BYTES = 64 * 1024  # arrays smaller than this are not worth a suggestion
-FLOAT32_RTOL = 1e-5
-FLOAT32_ATOL = 1e-8
-FLOAT32_CHECK_BUDGET = 512 * 1024 * 1024  # bytes of float64 checked per attribute at most
-HISTORY_SAMPLE = 32  # history entries compressed to measure the ratio
-INDEX_BYTES = 8  # int64 indices, as scipy.sparse uses for large matrices
+if TYPE_CHECKING:  # pluggy is imported only when suggestions are made
+    from fa_memtool.hookspecs import AnalysisContext, Candidate
+    from fa_memtool.plugins import PluginFailure
+
+MIN_ARRAY_BYTES = 64 * 1024  # buffers smaller than this live in touched heap pages (residency)
 
 
 def numeric_arrays(value: Any) -> list[Any]:
-    """The numeric arrays an attribute holds directly or one container level down.
+    """The numeric arrays an attribute holds directly or one container level down, for
+    its report row (array bytes, zeros, residency) and its allocation site.
 
     Object arrays (pymdp-style arrays of matrices), lists, tuples, deques and dict
-    values are opened; deeper structure is the sizer's business, not the analysis's.
+    values are opened. The suggestions look deeper: every path (fa_memtool.holdings).
     """
     import numpy
 
@@ -122,210 +121,63 @@ class AttributeValues:
     arrays: list[list[Any]] = field(default_factory=list)
 
 
-IDENTICAL_MIN_BYTES = 1024  # smaller duplicates are not worth sharing
-
-
-def duplicate_groups(owners: Sequence[Any]) -> list[list[Any]]:
-    """Distinct buffer owners grouped by content, only the groups with two or more."""
-    from fa_memtool.containers.shared import content_key
-
-    groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
-    for owner in owners:
-        if owner.nbytes >= IDENTICAL_MIN_BYTES:
-            groups.setdefault(content_key(owner), []).append(owner)
-    return [members for members in groups.values() if len(members) > 1]
-
-
-def _sparse_bytes(array: Any) -> int:
-    """Bytes of CSR storage of the array seen as (shape[0], -1): a value and a column
-    index per non-zero, and a row pointer per row (none for a vector)."""
-    import numpy
-
-    nonzero = int(numpy.count_nonzero(array))
-    row_pointers = int(array.shape[0]) + 1 if array.ndim >= 2 else 0
-    return nonzero * (array.itemsize + INDEX_BYTES) + row_pointers * INDEX_BYTES
-
-
-def _mostly_zeros(attribute: AttributeValues, agents: int) -> Suggestion | None:
-    owners = distinct_owners([array for arrays in attribute.arrays for array in arrays])
-    candidates = [owner for owner in owners if owner.nbytes >= MIN_ARRAY_BYTES and owner.size]
-    dense = sparse = 0
-    fractions = []
-    for owner in candidates:
-        fraction = zero_fraction([owner])
-        if fraction is None or fraction < MOSTLY_ZEROS:
-            continue
-        fractions.append(fraction)
-        dense += int(owner.nbytes)
-        sparse += _sparse_bytes(owner)
-    if not fractions or dense <= sparse:
-        return None
-    saved = dense - sparse
-    return Suggestion(
-        kind="mostly-zeros",
-        attribute=attribute.name,
-        message=(
-            f"{attribute.name}: {len(fractions)} array(s) are {min(fractions):.1%}-{max(fractions):.1%} zeros; "
-            f"stored sparsely they take {format_bytes(sparse)} instead of {format_bytes(dense)}"
-        ),
-        estimated_bytes_saved_per_agent=saved / agents,
-        estimated_bytes_saved_total=float(saved),
-        transformation="lazy-beliefs",
-        evidence={"arrays": len(fractions), "dense_bytes": dense, "sparse_bytes": sparse, "min_zero_fraction": min(fractions)},
-    )
-
-
-def _identical(attribute: AttributeValues, agents: int) -> Suggestion | None:
-    duplicated = duplicate_groups(distinct_owners([array for arrays in attribute.arrays for array in arrays]))
-    if not duplicated:
-        return None
-    saved = sum((len(members) - 1) * int(members[0].nbytes) for members in duplicated)
-    copies = sum(len(members) for members in duplicated)
-    return Suggestion(
-        kind="identical-across-agents",
-        attribute=attribute.name,
-        message=(
-            f"{attribute.name}: {copies} arrays hold only {len(duplicated)} distinct contents; "
-            f"one shared read-only copy of each saves {format_bytes(saved)} in the population"
-        ),
-        estimated_bytes_saved_per_agent=saved / agents,
-        estimated_bytes_saved_total=float(saved),
-        transformation="shared-parameters",
-        evidence={"copies": copies, "distinct_contents": len(duplicated)},
-    )
-
-
-def _float32_safe(attribute: AttributeValues, agents: int) -> Suggestion | None:
-    import numpy
-
-    owners = distinct_owners([array for arrays in attribute.arrays for array in arrays])
-    float64 = [owner for owner in owners if owner.dtype == numpy.float64 and owner.nbytes >= MIN_ARRAY_BYTES]
-    if not float64:
-        return None
-    checked = checked_bytes = 0
-    worst = 0.0
-    for owner in float64:
-        if checked_bytes >= FLOAT32_CHECK_BUDGET:
-            break
-        with numpy.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: that is the finding
-            round_trip = owner.astype(numpy.float32).astype(numpy.float64)
-        if not numpy.allclose(round_trip, owner, rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL, equal_nan=True):
-            return None
-        finite = numpy.isfinite(owner)
-        if finite.any():
-            worst = max(worst, float(numpy.max(numpy.abs(round_trip[finite] - owner[finite]))))
-        checked += 1
-        checked_bytes += int(owner.nbytes)
-    total = sum(int(owner.nbytes) for owner in float64)
-    saved = total // 2
-    return Suggestion(
-        kind="float32-safe",
-        attribute=attribute.name,
-        message=(
-            f"{attribute.name}: float64 values survive float32 within rtol={FLOAT32_RTOL:g}, atol={FLOAT32_ATOL:g} "
-            f"(largest change {worst:.3g}, {checked} of {len(float64)} arrays checked); halves {format_bytes(total)}"
-        ),
-        estimated_bytes_saved_per_agent=saved / agents,
-        estimated_bytes_saved_total=float(saved),
-        transformation="lower-precision",
-        evidence={"arrays": len(float64), "arrays_checked": checked, "max_abs_change": worst, "rtol": FLOAT32_RTOL, "atol": FLOAT32_ATOL},
-    )
-
-
-def _history_entries(value: Any) -> Iterator[bytes]:
-    import numpy
-
-    if isinstance(value, (list, deque)):
-        for entry in list(value)[-HISTORY_SAMPLE:]:
-            if isinstance(entry, numpy.ndarray) and entry.dtype != object:
-                yield numpy.ascontiguousarray(entry).tobytes()
-            elif isinstance(entry, (bytes, bytearray)):
-                yield bytes(entry)
-
-
-def _growth_suggestion(attribute: AttributeValues, growth: AttributeGrowth, agents: int, steps: int) -> Suggestion | None:
-    if growth.bounded:
-        return None
-    sample = attribute.values[0] if attribute.values else None
-    gained = max(growth.end_bytes - growth.start_bytes, 0.0)
-    evidence: dict[str, Any] = {"bytes_per_step_per_agent": growth.bytes_per_step_per_agent, "steps": steps}
-    if isinstance(sample, (list, deque)):
-        raw = list(_history_entries(sample))
-        if raw:
-            plain = sum(len(entry) for entry in raw)
-            packed = sum(len(zlib.compress(entry, 6)) for entry in raw)
-            ratio = packed / plain if plain else 1.0
-            evidence.update({"entries_compressed": len(raw), "zlib_ratio": ratio})
-            saved = growth.end_bytes * (1.0 - ratio)
-            if saved > 0:
-                return Suggestion(
-                    kind="unbounded-history",
-                    attribute=attribute.name,
-                    message=(
-                        f"{attribute.name} grows by {format_bytes(growth.bytes_per_step_per_agent)} per agent per step without bound; "
-                        f"its last {len(raw)} entries compress to {ratio:.1%} with zlib, and a maxlen bounds it"
-                    ),
-                    estimated_bytes_saved_per_agent=saved,
-                    estimated_bytes_saved_total=saved * agents,
-                    transformation="compressed-history",
-                    evidence=evidence,
-                )
-        # Entries that do not compress (or are not arrays): bounding is what helps.
-        return Suggestion(
-            kind="unbounded-history",
-            attribute=attribute.name,
-            message=(
-                f"{attribute.name} grows by {format_bytes(growth.bytes_per_step_per_agent)} per agent per step without bound; "
-                f"a deque(maxlen=...) keeps only the recent entries (this run added {format_bytes(gained)} per agent)"
-            ),
-            estimated_bytes_saved_per_agent=gained,
-            estimated_bytes_saved_total=gained * agents,
-            transformation="bounded-history",
-            evidence=evidence,
-        )
-    if isinstance(sample, (dict, set)):
-        return Suggestion(
-            kind="growing-cache",
-            attribute=attribute.name,
-            message=(
-                f"{attribute.name} ({type(sample).__name__}) keeps gaining entries, "
-                f"{format_bytes(growth.bytes_per_step_per_agent)} per agent per step; bound it (an LRU of fixed size) "
-                f"(this run added {format_bytes(gained)} per agent)"
-            ),
-            estimated_bytes_saved_per_agent=gained,
-            estimated_bytes_saved_total=gained * agents,
-            transformation="bounded-cache",
-            evidence=evidence,
-        )
-    return None
-
-
 def suggest(
-    attributes: list[AttributeValues],
-    growth: list[AttributeGrowth],
+    population: list[Any],
+    context: AnalysisContext,
     *,
     agents: int,
     steps: int,
     sites: dict[str, str],
-) -> list[Suggestion]:
-    """Rule-based findings, largest estimated saving first."""
-    found: list[Suggestion] = []
-    by_name = {attribute.name: attribute for attribute in attributes}
-    for attribute in attributes:
-        for rule in (_mostly_zeros, _identical, _float32_safe):
-            suggestion = rule(attribute, agents)
-            if suggestion is not None:
-                found.append(suggestion)
-    for item in growth:
-        if item.name in by_name:
-            suggestion = _growth_suggestion(by_name[item.name], item, agents, steps)
-            if suggestion is not None:
-                found.append(suggestion)
-    found = [suggestion for suggestion in found if suggestion.estimated_bytes_saved_total > 0]
-    for suggestion in found:
-        suggestion.site = sites.get(suggestion.attribute)
+    codes: dict[str, str] | None = None,
+    manager: Any = None,
+    plugins: Iterable[str] | None = None,
+) -> tuple[list[Suggestion], list[PluginFailure]]:
+    """The profile's findings: the installed plugins' candidates on the live agents, one
+    Suggestion per plugin and path with exactly the candidate's estimate, largest
+    estimated saving first; and the plugins that failed while analysing.
+
+    ``agents`` is the population size the totals are for, ``steps`` the steps the agents
+    ran (the context's, when it does not say), ``sites`` / ``codes`` the allocation site
+    and source line by path (an enclosing path's serves a path inside it), from which
+    each suggestion's adoption line is made.
+    """
+    import dataclasses
+
+    from fa_memtool.adoption import adoption_line, site_for
+    from fa_memtool.plugins import PluginFailure, analyse, plugin_manager, select
+
+    manager = manager if manager is not None else plugin_manager()
+    if not context.steps:
+        context = dataclasses.replace(context, steps=steps)
+    candidates, failures = analyse(manager, population, context, select(manager, plugins))
+    best: dict[tuple[str, str], Candidate] = {}
+    for candidate in candidates:  # largest saving first: a plugin's alternatives show its best
+        if candidate.estimated_bytes_saved_per_agent > 0:
+            best.setdefault((candidate.plugin, candidate.attribute), candidate)
+    found = []
+    for candidate in best.values():
+        suggestion = Suggestion(
+            kind=candidate.kind or candidate.plugin,
+            attribute=candidate.attribute,
+            message=candidate.message or f"{candidate.attribute}: {candidate.reason}",
+            estimated_bytes_saved_per_agent=candidate.estimated_bytes_saved_per_agent,
+            estimated_bytes_saved_total=candidate.estimated_bytes_saved_per_agent * agents,
+            transformation=candidate.plugin,
+            evidence=dict(candidate.evidence),
+            site=site_for(candidate.attribute, sites),
+        )
+        try:
+            suggestion.adoption = adoption_line(
+                manager,
+                path=candidate.attribute,
+                transformations=[(candidate.plugin, candidate.parameters)],
+                code=(codes or {}).get(candidate.attribute),
+            )
+        except Exception as error:  # a broken third-party plugin must not cost the report
+            failures.append(PluginFailure(candidate.plugin, "adoption", f"{type(error).__name__}: {error}"))
+        found.append(suggestion)
     found.sort(key=lambda suggestion: suggestion.estimated_bytes_saved_total, reverse=True)
-    return found
+    return found, failures
 
 
 def attribute_report(size: Any, value: Any, arrays: list[Any], *, resident: int | None) -> AttributeReport:

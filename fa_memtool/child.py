@@ -28,6 +28,7 @@ from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, StepError, StepFailed
 from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.gcstats import GCMonitor
+from fa_memtool.hookspecs import AnalysisContext
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
 from fa_memtool.pathtree import flatten
 from fa_memtool.paths import PathError, resolve
@@ -175,20 +176,6 @@ class Measurement:
         for entry, label in zip(report["agents"], self.measured_labels):
             entry["agent_id"] = label
         report["workload"].update(driver.mode(), factory_args=self.spec.factory_args)
-
-    def _adopt(self, suggestions: list[Any], codes: dict[str, str]) -> None:
-        """Each suggestion's one-line change, from the plugin that would make it."""
-        if not suggestions:
-            return
-        from fa_memtool.optimize import adoption_line
-        from fa_memtool.plugins import plugin_manager
-
-        manager = plugin_manager()
-        for suggestion in suggestions:
-            try:
-                suggestion.adoption = adoption_line(manager, suggestion.transformation, suggestion.attribute, {}, codes.get(suggestion.attribute))
-            except Exception as error:  # a broken third-party plugin must not cost the report
-                self.notes.append(f"no adoption line for {suggestion.transformation}: {type(error).__name__}: {error}")
 
     def _apply_plan(self, agents: list[Any]) -> None:
         from fa_memtool.plan import PLAN_VERSION, Plan, PlanStep, apply_plan
@@ -444,13 +431,21 @@ class Measurement:
 
         attributed = attribute_agents(final, per_agent_values, attribute_sites, growth_sites)
         fill_zero_fractions(final.paths, agents)  # after residency: it reads every array
-        attribute_values = attributed.values
         agent_reports = attributed.agents
-        sites = {name: site for name, (site, _) in {**growth_sites, **attribute_sites}.items()}
-        suggestions = analysis.suggest(
-            list(attribute_values.values()), growth.attributes, agents=len(agents), steps=completed, sites=sites
+        # Sites by path: nested paths from the tree's walk, top-level ones as the attributes found them.
+        located = {**self.newest_path_sites, **self.path_sites, **growth_sites, **attribute_sites}
+        suggestions, plugin_failures = analysis.suggest(
+            agents,
+            AnalysisContext(
+                growing={item.name: item.bytes_per_step_per_agent for item in growth.paths or growth.attributes},
+                steps=completed,
+            ),
+            agents=len(agents),
+            steps=completed,
+            sites={path: site for path, (site, _) in located.items()},
+            codes={path: code for path, (_, code) in located.items()},
         )
-        self._adopt(suggestions, {name: code for name, (_, code) in {**growth_sites, **attribute_sites}.items()})
+        self.notes.extend(f"plugin {failure.plugin} failed ({failure.stage}): {failure.message}" for failure in plugin_failures)
         if final.unsized_objects:
             self.notes.append(f"{final.unsized_objects} objects raised in __sizeof__; counted at their header size")
         self.notes.append(

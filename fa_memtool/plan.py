@@ -1,10 +1,13 @@
-"""Plans: which attributes to transform, by which plugin, with which parameters.
+"""Plans: which paths to transform, by which plugin, with which parameters.
 
 A plan is written atomically as JSON and applied inside the user's own program with
-``fa_memtool.apply_plan(agents, "plan.json")``. Every step records the attribute's
-type, shape and dtype as they were when the plan was made; a plan that no longer
-matches the agents (a missing attribute, another shape) is refused before anything is
-changed, and a step that fails restores every attribute the plan had already changed.
+``fa_memtool.apply_plan(agents, "plan.json")``. A step names a path inside the agent
+(``belief``, ``agent.B[0]``, ``history[*]``; a plan of earlier fa-mem versions names
+top-level attributes, which are paths too) and records the type, shape and dtype of
+the object there when the plan was made; a plan that no longer matches the agents (a
+missing path, another shape) is refused before anything is changed, and a step that
+fails puts back everything the agents held before the plan (every path it changed,
+aliases included).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ class PlanError(UsageError):
 @dataclass
 class PlanStep:
     plugin: str
-    attribute: str
+    attribute: str  # the path (fa_memtool.paths syntax; a top-level path is the attribute name)
     parameters: dict[str, Any]
-    type_name: str  # the attribute's type when the plan was made
+    # The type of the object at the path when the plan was made (the first item's for a
+    # [*] path; "" when the container was empty then).
+    type_name: str
     shape: list[int] | None = None
     dtype: str | None = None
     before_bytes_per_agent: float | None = None
@@ -49,7 +54,7 @@ class Plan:
 
 
 def describe(value: Any) -> tuple[str, list[int] | None, str | None]:
-    """Type name, shape and dtype of an attribute value, as a plan records them."""
+    """Type name, shape and dtype of a value, as a plan records them."""
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     return (
@@ -60,7 +65,12 @@ def describe(value: Any) -> tuple[str, list[int] | None, str | None]:
 
 
 def step_for(agent: Any, plugin: str, attribute: str, parameters: dict[str, Any]) -> PlanStep:
-    type_name, shape, dtype = describe(getattr(agent, attribute))
+    """A step transforming the path ``attribute``, recording what ``agent`` holds there
+    now. Raises ``fa_memtool.paths.PathError`` when the agent has no such path."""
+    from fa_memtool.holdings import occurrences
+
+    found = occurrences(agent, attribute)
+    type_name, shape, dtype = describe(found[0][1]) if found else ("", None, None)
     return PlanStep(plugin=plugin, attribute=attribute, parameters=dict(parameters), type_name=type_name, shape=shape, dtype=dtype)
 
 
@@ -99,22 +109,35 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
 def _check(agents: list[Any], plan: Plan) -> None:
     """Refuse a plan that does not match the agents, before changing anything.
 
-    Only an attribute's first step is checked: later steps on the same attribute
-    recorded its state after the earlier ones."""
+    Only a path's first step is checked: later steps on the same path recorded its state
+    after the earlier ones. For a ``[*]`` path every item must have the recorded type and
+    dtype (items of one history may differ in shape); a container that was empty when the
+    plan was made accepts any item."""
+    from fa_memtool.holdings import occurrences
+    from fa_memtool.paths import PathError
+
     checked: set[str] = set()
     for step in plan.steps:
         if step.attribute in checked:
             continue
         checked.add(step.attribute)
+        grouped = "[*]" in step.attribute
         for index, agent in enumerate(agents):
-            if not hasattr(agent, step.attribute):
+            try:
+                found = occurrences(agent, step.attribute)
+            except PathError:
+                found = None
+            if found is None or (not found and not grouped):
                 raise PlanError(f"the plan transforms .{step.attribute}, which agent {index} ({type(agent).__name__}) does not have")
-            type_name, shape, dtype = describe(getattr(agent, step.attribute))
-            if (type_name, shape, dtype) != (step.type_name, step.shape, step.dtype):
-                raise PlanError(
-                    f"the plan was made for .{step.attribute} as {step.type_name} shape={step.shape} dtype={step.dtype}; "
-                    f"agent {index} has {type_name} shape={shape} dtype={dtype}"
-                )
+            if not step.type_name:
+                continue
+            for _, value in found:
+                type_name, shape, dtype = describe(value)
+                if (type_name, dtype) != (step.type_name, step.dtype) or (not grouped and shape != step.shape):
+                    raise PlanError(
+                        f"the plan was made for .{step.attribute} as {step.type_name} shape={step.shape} dtype={step.dtype}; "
+                        f"agent {index} has {type_name} shape={shape} dtype={dtype}"
+                    )
 
 
 class AgentOptimizer:
@@ -147,7 +170,8 @@ def get_agent_optimizer(plan: Plan | str | os.PathLike[str] | None = None) -> Ag
 def apply_plan(agents: list[Any], plan: Plan | str | os.PathLike[str], *, manager: Any = None) -> Plan:
     """Apply a plan to live agents, all or nothing; returns the plan applied."""
     from fa_memtool.hookspecs import Candidate
-    from fa_memtool.plugins import TransformationFailed, apply_candidate, plugin_manager, select
+    from fa_memtool.holdings import Snapshot
+    from fa_memtool.plugins import TransformationFailed, apply_unguarded, plugin_manager, select
 
     loaded = plan if isinstance(plan, Plan) else load_plan(plan)
     population = list(agents)
@@ -159,20 +183,20 @@ def apply_plan(agents: list[Any], plan: Plan | str | os.PathLike[str], *, manage
         select(manager, sorted({step.plugin for step in loaded.steps}))
     except UsageError as error:  # an unknown plugin: the plan cannot be applied here
         raise PlanError(f"the plan cannot be applied: {error.message}") from None
-    originals = {step.attribute: [getattr(agent, step.attribute) for agent in population] for step in loaded.steps}
+    if not loaded.steps:
+        return loaded
+    snapshot = Snapshot(population)
     try:
         for step in loaded.steps:
-            apply_candidate(
+            apply_unguarded(
                 manager,
                 population,
                 Candidate(plugin=step.plugin, attribute=step.attribute, estimated_bytes_saved_per_agent=0.0, reason="plan", parameters=step.parameters),
             )
     except TransformationFailed as failure:
-        for attribute, values in originals.items():
-            for agent, value in zip(population, values):
-                setattr(agent, attribute, value)
+        snapshot.restore()
         raise PlanError(f"the plan could not be applied, nothing was changed: {failure}") from failure
-    del originals
+    del snapshot
     release_freed_memory()
     return loaded
 

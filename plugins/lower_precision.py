@@ -1,26 +1,37 @@
 """lower-precision: float64 arrays whose values survive float32 within the tolerance.
 
-Candidates are attributes whose float64 arrays (directly or one container level down)
-all survive the round trip to float32 within the run's rtol/atol on every agent; the
-saving is half of their bytes. Whether behaviour survives is for replay to prove.
+Candidates are paths whose float64 arrays (64 KiB or more together) all survive the
+round trip to float32 within the run's rtol/atol on every agent; the saving is half the
+bytes of the arrays that replacing really frees. Whether behaviour survives is for
+replay to prove.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from fa_memtool.hookspecs import AnalysisContext, Candidate, PluginInfo, hookimpl
 
-from ._common import agents_with, attributes_by_name, owned_arrays
+from ._common import format_bytes, freed_values, kept_alive_note, operand, path_groups, plain_arrays, transform
 
 NAME = "lower-precision"
+PRIORITY = 10  # before the containers: they keep the dtype they are given, so both apply
 MIN_ARRAY_BYTES = 64 * 1024
+TARGET = "float32"
 
 
 @hookimpl
 def fa_mem_plugin_info() -> PluginInfo:
-    return PluginInfo(NAME, "float64 arrays whose values survive float32 -> float32")
+    return PluginInfo(NAME, "float64 arrays whose values survive float32 -> float32", PRIORITY)
+
+
+def _largest_change(array: Any, lowered: Any) -> float:
+    import numpy
+
+    finite = numpy.isfinite(array)
+    if not finite.any():
+        return 0.0
+    return float(numpy.max(numpy.abs(lowered[finite].astype(numpy.float64) - array[finite])))
 
 
 @hookimpl
@@ -30,64 +41,71 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
     from fa_memtool.containers.precision import lower_precision
 
     candidates = []
-    for name, values in attributes_by_name(agents).items():
-        arrays = [array for array in owned_arrays(values) if array.dtype == numpy.float64]
-        if not arrays or sum(array.nbytes for array in arrays) < MIN_ARRAY_BYTES:
+    for path, members in path_groups(agents, context).items():
+        arrays = plain_arrays(members, kinds="f")
+        if arrays is None or not all(array.dtype == numpy.float64 for array in arrays):
             continue
-        if all(lower_precision(array, rtol=context.rtol, atol=context.atol) is not None for array in arrays):
-            saved = sum(int(array.nbytes) for array in arrays) / 2
+        if sum(int(array.nbytes) for array in arrays) < MIN_ARRAY_BYTES:
+            continue
+        worst = 0.0
+        for array in arrays:
+            lowered = lower_precision(array, rtol=context.rtol, atol=context.atol)
+            if lowered is None:
+                break
+            worst = max(worst, _largest_change(array, lowered))
+        else:
+            free, alive = freed_values(members, arrays)
+            total = sum(int(array.nbytes) for array in free)
+            saved = total / 2
+            if saved <= 0:
+                continue
+            tolerance = f"rtol={context.rtol:g}, atol={context.atol:g}"
             candidates.append(
                 Candidate(
                     plugin=NAME,
-                    attribute=name,
+                    attribute=path,
                     estimated_bytes_saved_per_agent=saved / len(agents),
-                    reason=f"{len(arrays)} float64 arrays survive float32 within rtol={context.rtol:g}, atol={context.atol:g}",
-                    parameters={"dtype": "float32", "rtol": context.rtol, "atol": context.atol},
+                    reason=f"{len(arrays)} float64 arrays survive float32 within {tolerance}" + kept_alive_note(alive),
+                    parameters={"dtype": TARGET, "rtol": context.rtol, "atol": context.atol},
+                    kind="float32-safe",
+                    message=(
+                        f"{path}: float64 values survive float32 within {tolerance} (largest change {worst:.3g}, "
+                        f"{len(arrays)} array(s) checked); halves {format_bytes(total)}" + kept_alive_note(alive)
+                    ),
+                    evidence={
+                        "arrays": len(arrays),
+                        "arrays_checked": len(arrays),
+                        "max_abs_change": worst,
+                        "rtol": context.rtol,
+                        "atol": context.atol,
+                        "kept_alive": len(alive),
+                    },
                 )
             )
     return candidates
-
-
-def _convert(value: Any, rtol: float, atol: float, memo: dict[int, Any]) -> Any:
-    """The value with its float64 arrays lowered; ``memo`` keeps an array shared by
-    several agents shared (one converted copy), as the analysis counted it once."""
-    import numpy
-
-    from fa_memtool.containers.precision import lower_precision
-
-    if id(value) in memo:
-        return memo[id(value)]
-    converted: Any = value
-    if isinstance(value, numpy.ndarray):
-        if value.dtype == object:
-            converted = numpy.empty(value.shape, dtype=object)
-            for index, element in numpy.ndenumerate(value):
-                converted[index] = _convert(element, rtol, atol, memo)
-        elif value.dtype == numpy.float64:
-            converted = lower_precision(value, rtol=rtol, atol=atol)
-            if converted is None:
-                raise ValueError("an array no longer survives float32 within the tolerance")
-    elif type(value) is list:
-        converted = [_convert(element, rtol, atol, memo) for element in value]
-    elif type(value) is tuple:
-        converted = tuple(_convert(element, rtol, atol, memo) for element in value)
-    elif type(value) is deque:
-        converted = deque((_convert(element, rtol, atol, memo) for element in value), maxlen=value.maxlen)
-    elif type(value) is dict:
-        converted = {key: _convert(element, rtol, atol, memo) for key, element in value.items()}
-    memo[id(value)] = converted
-    return converted
 
 
 @hookimpl
 def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     if candidate.plugin != NAME:
         return None
+    import numpy
+
+    from fa_memtool.containers.precision import lower_precision
+
     rtol = float(candidate.parameters.get("rtol", 1e-5))
     atol = float(candidate.parameters.get("atol", 1e-8))
-    memo: dict[int, Any] = {}
-    for agent in agents_with(agents, candidate.attribute):
-        setattr(agent, candidate.attribute, _convert(getattr(agent, candidate.attribute), rtol, atol, memo))
+    dtype = numpy.dtype(str(candidate.parameters.get("dtype", TARGET)))
+
+    def lowered(value: Any) -> Any:
+        if type(value) is not numpy.ndarray or value.dtype.kind != "f" or value.dtype.itemsize <= dtype.itemsize:
+            return value
+        converted = lower_precision(value, dtype=dtype, rtol=rtol, atol=atol)
+        if converted is None:
+            raise ValueError("an array no longer survives float32 within the tolerance")
+        return converted
+
+    transform(agents, candidate.attribute, lowered)
     return True
 
 
@@ -95,6 +113,6 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
 def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
     if candidate.plugin != NAME:
         return None
-    rtol = candidate.parameters.get("rtol", 1e-5)
-    atol = candidate.parameters.get("atol", 1e-8)
-    return f"lower_precision({expression}, rtol={rtol}, atol={atol})"
+    # astype always returns an array (lower_precision may return None): the replay
+    # proved the values at this path survive, new data is the user's to check.
+    return f'{operand(expression)}.astype("{candidate.parameters.get("dtype", TARGET)}")'

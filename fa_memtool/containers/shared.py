@@ -22,8 +22,17 @@ a read-only view of a read-only owner, so ``arr.flags.writeable = True`` also ra
 ValueError instead of unlocking the shared memory. The caller's own array is never
 modified: the pool registers a copy.
 
-The pool keeps strong references: pooled arrays live until ``clear()`` (or until
-the pool itself is garbage), even when no agent uses them any more.
+``share_structure(value)`` does the same for plain-Python structures (dicts, lists and
+tuples of numbers, strings, bytes and None, nested: a transition table, a lookup
+table, a configuration): one read-only copy per distinct content (``FrozenDict`` and
+``FrozenList``, which read exactly like the dict and list and raise ``TypeError`` on any
+change). Content identity is the lossless, type-exact, order-keeping encoding of
+``fa_memtool.containers.history`` (so ``1``, ``1.0`` and ``True`` differ, and so do two
+dicts with the same items in another order); a digest match is confirmed by comparing
+the encodings in full.
+
+The pool keeps strong references: pooled arrays and structures live until ``clear()``
+(or until the pool itself is garbage), even when no agent uses them any more.
 """
 
 from __future__ import annotations
@@ -110,6 +119,10 @@ class SharedParameterPool:
         self._hits = 0
         self._bytes_saved = 0
         self._stored_bytes = 0
+        # digest of the encoding -> [(encoding, frozen structure)]; the frozen
+        # structures handed out, by id, so sharing one again returns it unchanged.
+        self._structures: dict[bytes, list[tuple[bytes, Any]]] = {}
+        self._structure_ids: dict[int, Any] = {}
 
     def __len__(self) -> int:
         """Number of distinct arrays held."""
@@ -135,6 +148,8 @@ class SharedParameterPool:
             self._buckets = {}
             self._pooled_by_id = {}
             self._hits = self._bytes_saved = self._stored_bytes = 0
+            self._structures = {}
+            self._structure_ids = {}
 
     def share(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Return the pooled, read-only array with the same content as ``array``.
@@ -178,6 +193,39 @@ class SharedParameterPool:
             self._pooled_by_id[id(pooled)] = pooled  # the pool's reference keeps the id unique
             self._stored_bytes += pooled.nbytes
             return pooled
+
+    def share_structure(self, value: Any) -> Any:
+        """The pooled, read-only structure with the same content as ``value``.
+
+        ``value`` is a plain dict, list or tuple holding only numbers, strings, bytes,
+        None and such containers (``fa_memtool.containers.frozen.is_plain_structure``);
+        anything else raises TypeError. The first structure of a content is frozen
+        (``freeze``: new FrozenDict / FrozenList containers around the same scalars and
+        tuples) and kept; ``value`` itself is never modified. Passing a structure the
+        pool handed out returns it unchanged.
+        """
+        from fa_memtool.containers.frozen import freeze, is_plain_structure
+        from fa_memtool.containers.history import encode_entry
+
+        if self._structure_ids.get(id(value)) is value:
+            return value
+        if not is_plain_structure(value):
+            raise TypeError(
+                f"share_structure() takes a plain dict, list or tuple of numbers, strings, bytes and None "
+                f"(nested), not this {type(value).__name__}"
+            )
+        encoding = encode_entry(value)
+        digest = hashlib.blake2b(encoding, digest_size=32).digest()
+        with self._lock:
+            bucket = self._structures.setdefault(digest, [])
+            for known, frozen in bucket:
+                if known == encoding:
+                    self._hits += 1
+                    return frozen
+            frozen = freeze(value)
+            bucket.append((encoding, frozen))
+            self._structure_ids[id(frozen)] = frozen
+            return frozen
 
     def share_tree(self, value: Any) -> Any:
         """Pool every numeric array inside ``value`` and return the rebuilt structure.

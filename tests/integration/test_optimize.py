@@ -11,12 +11,14 @@ runs the same steps with fa-mem's default observation stream and measures it wit
 two of the three transformations reach.
 
 Covered: a run that meets the target and verifies it (JSON, measured savings against
-numpy ground truth, the plan applied in this process); a target out of reach (exit 1);
+numpy ground truth, the plan applied in this process, history bounds rolled back by the
+replay); a target out of reach (exit 1);
 test plugins installed through a real ``fa_mem`` entry point (a ``*.dist-info`` on
 PYTHONPATH, no pip) that change behaviour, raise while analysing and raise while
 applying; ``--force``; ``--plugins``; ``--exclude``; ``--max-slowdown``; bad input
 (exit 2, one line, nothing written); ``apply_plan`` refusing corrupt or mismatched plans;
-the explorer sample agent.
+pymdp Agents held inside wrapper agents (optimized at their nested paths); the explorer
+sample agent.
 """
 
 from __future__ import annotations
@@ -51,7 +53,15 @@ AGENTS = 3
 STEPS = 30
 SEED = 0
 RUN = [str(WORKLOAD), "-n", str(AGENTS), "--steps", str(STEPS), "--scaling", "none"]
-BUILT_INS = ("compressed-history", "lazy-beliefs", "lower-precision", "shared-parameters")
+BUILT_INS = (
+    "bounded-cache",
+    "bounded-history",
+    "compressed-history",
+    "lazy-beliefs",
+    "lower-precision",
+    "shared-parameters",
+    "shared-structures",
+)
 DEFAULT_OBSERVATION_HIGH = 2**16  # docs/protocol.md: the stream without observe()
 SLOWDOWN_REASON = re.compile(r"^steps took (\d+\.\d\d)x the original, over --max-slowdown 1$")
 
@@ -257,7 +267,7 @@ def test_keeps_the_expected_transformations(main_run: OptimizeRun) -> None:
     for trial in main_run.data["trials"]:
         if trial["accepted"]:
             assert trial["behaviour_changed"] is False and trial["forced"] is False
-            assert trial["reason"] == f"identical actions over {STEPS} steps; numeric attributes within tolerance"
+            assert trial["reason"] == f"identical actions over {STEPS} steps; numeric values within tolerance"
             assert trial["bytes_after"] < trial["bytes_before"]
     # Each kept trial starts where the previous one ended.
     accepted = [trial for trial in main_run.data["trials"] if trial["accepted"]]
@@ -265,8 +275,14 @@ def test_keeps_the_expected_transformations(main_run: OptimizeRun) -> None:
     for earlier, later in zip(accepted, accepted[1:]):
         assert later["bytes_before"] == pytest.approx(earlier["bytes_after"])
     assert set(main_run.data["adoption"]) == {f"{plugin}:{name}" for plugin, name in kept}
-    assert "get_shared_pool().share_tree(" in main_run.data["adoption"]["shared-parameters:matrix"]
-    assert "LazyBeliefArray.from_dense(np.zeros(BELIEF_SHAPE))" in main_run.data["adoption"]["lazy-beliefs:belief"]
+    assert "self.matrix = get_shared_pool().share(matrix.copy())" in main_run.data["adoption"]["shared-parameters:matrix"]
+    # Two transformations of one path: one line, nested in the order they were kept.
+    composed = 'self.belief = LazyBeliefArray.from_dense(np.zeros(BELIEF_SHAPE).astype("float32"))'
+    assert main_run.data["adoption"]["lazy-beliefs:belief"].endswith(composed)
+    assert main_run.data["adoption"]["lower-precision:belief"] == main_run.data["adoption"]["lazy-beliefs:belief"]
+    # The agent reads its first frame: every bound of its history changed the actions.
+    bounds = main_run.trials(plugin="bounded-history", attribute="history")
+    assert all(not trial["accepted"] and trial["reason"].startswith("behaviour changed: ") for trial in bounds), bounds
 
 
 def test_measured_savings_match_numpy(main_run: OptimizeRun) -> None:
@@ -480,7 +496,11 @@ def test_behaviour_change_is_rolled_back_and_the_others_still_succeed(plugin_run
     breaker = plugin_run.trial("breaker", "belief")
     assert breaker["accepted"] is False
     assert breaker["reason"].startswith("behaviour changed: "), breaker
-    assert re.search(r"agent \d+ chose 3 instead of [0-6] at step \d+|differs", breaker["reason"]), breaker
+    # The breaker's belief peaks in its last cell: the agent then chooses that cell plus
+    # the frames it holds (step + 1), modulo ACTIONS.
+    chose = re.search(r"agent \d+ chose (\d) instead of [0-6] at step (\d+)", breaker["reason"])
+    last_cell = int(np.prod(W.BELIEF_SHAPE)) - 1
+    assert (chose and int(chose.group(1)) == (last_cell + int(chose.group(2)) + 1) % W.ACTIONS) or "differs" in breaker["reason"], breaker
     assert ("breaker", "belief") not in plugin_run.kept()
     for expected in (("shared-parameters", "matrix"), ("lazy-beliefs", "belief"), ("compressed-history", "history")):
         assert expected in plugin_run.kept()
@@ -729,7 +749,58 @@ def test_apply_plan_refuses_another_dtype(main_run: OptimizeRun) -> None:
     _expect_plan_error(agents, main_run.plan_path, ".matrix", "dtype=float64", "dtype=float32")
 
 
-# -- 6. the explorer sample agent -----------------------------------------------------------------
+# -- 6. pymdp agents held inside wrappers ---------------------------------------------------------
+
+PYMDP_WORKLOAD = Path(__file__).resolve().parent / "optimize_workloads" / "pymdp_agents.py"
+PYMDP_AGENTS, PYMDP_STEPS = 4, 8
+
+
+def _pymdp_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fa_mem_optimize_pymdp_agents", PYMDP_WORKLOAD)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pymdp_models_inside_wrappers_shrink_five_times_with_identical_actions(tmp_path: Path) -> None:
+    """Every byte of size sits one level down (.agent.A[0], .agent.B[0]): only paths reach it."""
+    import fa_memtool
+    from fa_memtool import measure_population
+
+    module = _pymdp_module()
+    built = module.create_agents(PYMDP_AGENTS, SEED)
+    run_steps(built, PYMDP_STEPS)
+    sized = measure_population(built)
+    before = sum(agent.amortized_bytes for agent in sized.agents) / PYMDP_AGENTS
+    matrices = built[0].agent.A[0].nbytes + built[0].agent.B[0].nbytes
+    assert matrices > 0.95 * before, "the model's matrices are what an agent costs"
+    target = before / 5
+    run = optimize(
+        tmp_path, "--target", size_arg(target),
+        run=[str(PYMDP_WORKLOAD), "-n", str(PYMDP_AGENTS), "--steps", str(PYMDP_STEPS), "--scaling", "none"],
+    )  # fmt: skip
+    assert run.result.returncode == 0, run.result.describe()
+    data = run.data
+    assert data["verified"] is True and data["target_met"] is True
+    assert data["before"]["population"]["per_agent_bytes"] == pytest.approx(before, rel=0.02)
+    after = data["after"]["population"]["per_agent_bytes"]
+    assert after <= before / 5
+    kept_paths = {path for _, path in run.kept()}
+    assert "agent.B[0]" in kept_paths
+    line = data["adoption"][next(f"{plugin}:{path}" for plugin, path in run.kept() if path == "agent.B[0]")]
+    statement = line[line.index("self.agent.B[0] = ") :]
+    compile(statement, "<adoption>", "exec")
+    assert statement.endswith("# after self.agent is built")
+
+    originals = module.create_agents(PYMDP_AGENTS, SEED)
+    optimized = module.create_agents(PYMDP_AGENTS, SEED)
+    fa_memtool.apply_plan(optimized, run.plan_path)
+    assert all(agent.agent.B[0] is optimized[0].agent.B[0] for agent in optimized), "one shared B[0]"
+    assert run_steps(optimized, PYMDP_STEPS) == run_steps(originals, PYMDP_STEPS)
+
+
+# -- 7. the explorer sample agent -----------------------------------------------------------------
 
 
 def test_explorer_reaches_3_5_mb_per_agent(tmp_path: Path) -> None:

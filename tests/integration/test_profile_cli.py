@@ -497,11 +497,12 @@ def test_explorer_profile_matches_its_arrays(tmp_path: Path, explorer_truth: Any
     assert history_growth["bytes_per_step_per_agent"] == pytest.approx(sys.getsizeof(snapshot) + 8, rel=0.02)
 
     kinds = {(item["kind"], item["attribute"]) for item in report["suggestions"]}
+    # A and B are pymdp-style object arrays: their matrices are found at their own paths.
     for wanted in (
-        ("identical-across-agents", "A"),
-        ("identical-across-agents", "B"),
-        ("mostly-zeros", "A"),
-        ("mostly-zeros", "B"),
+        ("identical-across-agents", "A[0]"),
+        ("identical-across-agents", "B[0]"),
+        ("mostly-zeros", "A[0]"),
+        ("mostly-zeros", "B[0]"),
         ("unbounded-history", "belief_history"),
     ):
         assert wanted in kinds, wanted

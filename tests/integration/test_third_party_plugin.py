@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 from fa_mem_cli import cli_environment, fa_mem_executable
 
-BUILT_INS = ["compressed-history", "lazy-beliefs", "lower-precision", "shared-parameters"]
+BUILT_INS = [
+    "bounded-cache",
+    "bounded-history",
+    "compressed-history",
+    "lazy-beliefs",
+    "lower-precision",
+    "shared-parameters",
+    "shared-structures",
+]
 
 DEMO_PLUGIN = '''
 """demo-zero: float arrays that are entirely zero -> one read-only broadcast zero."""

@@ -3,7 +3,9 @@
 A plan made with ``step_for`` and applied with ``apply_plan`` must leave a population
 exactly as applying the same candidates directly does; a plan that no longer matches
 the agents (or cannot be read) is refused with ``PlanError`` before anything changes;
-a step that fails restores every attribute earlier steps changed.
+a step that fails restores every path earlier steps changed. Steps name paths: a
+top-level attribute (as plans of earlier versions did), a path inside an object, or
+the items of a container.
 """
 
 from __future__ import annotations
@@ -272,6 +274,7 @@ def test_apply_plan_gives_the_same_result_as_applying_the_candidates(tmp_path: P
         ("shared-parameters", "transition"),
         ("lazy-beliefs", "belief"),
         ("compressed-history", "history"),
+        ("lower-precision", "history[*]"),
         ("lower-precision", "weights"),
     }
     path = tmp_path / "plan.json"
@@ -486,6 +489,79 @@ def test_two_steps_on_one_attribute_check_only_the_first(agents: list[Agent], ma
 def test_plan_error_is_a_usage_error_with_exit_code_2() -> None:
     assert issubclass(PlanError, UsageError)
     assert PlanError("x").exit_code == EXIT_USAGE == 2
+
+
+# --------------------------------------------------------------------------- paths
+
+
+class Model:
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.B = np.empty(1, dtype=object)
+        self.B[0] = matrix.copy()
+
+
+def nested_population(n: int = N_AGENTS) -> list[Agent]:
+    """Agents holding a model object whose B[0] is also reachable through a cache."""
+    matrix = np.zeros((120, 120))
+    matrix[np.arange(120), np.arange(120)] = 1.0
+    agents = []
+    for _ in range(n):
+        agent = Agent()
+        agent.model = Model(matrix)
+        agent.cache = {"B0": agent.model.B[0]}
+        agent.frames = []
+        agents.append(agent)
+    return agents
+
+
+def test_a_plan_transforms_a_path_inside_an_object_and_its_alias(manager: Any) -> None:
+    agents = nested_population()
+    plan = Plan(PLAN_VERSION, [step_for(agents[0], "shared-parameters", "model.B[0]", {}), step_for(agents[0], "lazy-beliefs", "model.B[0]", {})])
+    assert (plan.steps[0].type_name, plan.steps[0].shape, plan.steps[0].dtype) == ("ndarray", [120, 120], "float64")
+    before = measure_population(agents).distinct_bytes
+    apply_plan(agents, plan, manager=manager)
+    shared = agents[0].model.B[0]
+    assert type(shared) is LazyBeliefArray
+    assert all(agent.model.B[0] is shared and agent.cache["B0"] is shared for agent in agents)
+    assert np.array_equal(np.asarray(shared), np.eye(120))
+    assert before - measure_population(agents).distinct_bytes >= N_AGENTS * np.eye(120).nbytes - 8192
+
+
+def test_a_plan_for_items_accepts_an_empty_container_and_checks_the_items(manager: Any) -> None:
+    agents = nested_population()
+    for agent in agents:
+        agent.frames = [np.ones(20_000) for _ in range(3)]
+    step = step_for(agents[0], "lower-precision", "frames[*]", {"rtol": 1e-5, "atol": 1e-8})
+    assert (step.type_name, step.dtype) == ("ndarray", "float64")
+    fresh = nested_population()  # built now: no frame yet
+    apply_plan(fresh, Plan(PLAN_VERSION, [step]), manager=manager)
+    apply_plan(agents, Plan(PLAN_VERSION, [step]), manager=manager)
+    assert all(frame.dtype == np.float32 for agent in agents for frame in agent.frames)
+    with pytest.raises(PlanError, match=r"\.frames\[\*\] as ndarray .* dtype=float64; agent 0 has ndarray .* dtype=float32"):
+        apply_plan(agents, Plan(PLAN_VERSION, [step]), manager=manager)
+    empty = step_for(fresh[0], "lower-precision", "frames[*]", {})
+    assert empty.type_name == "" and empty.shape is None
+
+
+def test_a_plan_naming_a_missing_nested_path_is_refused(manager: Any) -> None:
+    agents = nested_population()
+    plan = Plan(PLAN_VERSION, [PlanStep("shared-parameters", "model.C[0]", {}, "ndarray")])
+    with pytest.raises(PlanError, match=r"\.model\.C\[0\], which agent 0 \(Agent\) does not have"):
+        apply_plan(agents, plan, manager=manager)
+
+
+def test_a_failing_step_restores_nested_paths_and_aliases_changed_before_it(agents: list[Agent]) -> None:
+    population = nested_population()
+    originals = [(agent.model.B[0], agent.cache) for agent in population]
+    plan = Plan(
+        PLAN_VERSION,
+        [step_for(population[0], "shared-parameters", "model.B[0]", {}), step_for(population[0], "fail-on", "frames", {})],
+    )
+    with pytest.raises(PlanError, match="nothing was changed"):
+        apply_plan(population, plan, manager=plugin_manager(extra=[_FailOn("frames")]))
+    for agent, (matrix, cache) in zip(population, originals):
+        assert agent.model.B[0] is matrix and agent.cache is cache and cache["B0"] is matrix
+        assert matrix.flags.writeable
 
 
 # --------------------------------------------------------------------------- import cost

@@ -3,9 +3,12 @@
 Every built-in plugin is exercised on a small population built here, with its
 estimated saving checked against ground truth computed from the test's own arrays,
 and its transformation checked for unchanged values, the new types and a measured
-(deep-size) decrease. The plugin machinery is checked with test plugins registered
-through ``plugin_manager(extra=...)``: a plugin that raises while analysing is
-isolated, and one that raises while applying leaves every agent exactly as it was.
+(deep-size) decrease. Candidates name paths: arrays inside lists, dicts, object arrays
+and nested objects (a pymdp Agent held by a wrapper, a gymnasium environment) are found
+where they are, and an object held at two paths is replaced at both. The plugin
+machinery is checked with test plugins registered through ``plugin_manager(extra=...)``:
+a plugin that raises while analysing is isolated, and one that raises while applying
+leaves every agent exactly as it was.
 """
 
 from __future__ import annotations
@@ -34,12 +37,16 @@ from fa_memtool.plugins import (
     apply_candidate,
     installed,
     plugin_manager,
+    priorities,
     select,
 )
 from fa_memtool.sizing import measure_population
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
-BUILT_INS = ["compressed-history", "lazy-beliefs", "lower-precision", "shared-parameters"]
+BUILT_INS = ["bounded-cache", "bounded-history", "compressed-history", "lazy-beliefs", "lower-precision", "shared-parameters", "shared-structures"]
+# The built-ins with a candidate on make_population(): it holds no growing dict (bounded-cache)
+# and no plain-Python table (shared-structures).
+PROPOSING = set(BUILT_INS) - {"bounded-cache", "shared-structures"}
 N_AGENTS = 4
 HISTORY_STEPS = 40
 HISTORY_ENTRY = 512  # float64 elements per history entry (4 KiB)
@@ -125,7 +132,7 @@ def assert_measured_saving(before: int, after: int, candidate: Candidate, n: int
 # --------------------------------------------------------------------------- installation
 
 
-def test_the_four_built_ins_are_installed_through_the_fa_mem_entry_point_group(manager: Any) -> None:
+def test_the_built_ins_are_installed_through_the_fa_mem_entry_point_group(manager: Any) -> None:
     found = installed(manager)
     assert all(isinstance(item, InstalledPlugin) for item in found)
     by_name = {item.name: item for item in found}
@@ -138,13 +145,22 @@ def test_the_four_built_ins_are_installed_through_the_fa_mem_entry_point_group(m
     assert select(manager, None) == BUILT_INS
 
 
-def test_plugin_manager_returns_a_fresh_manager_each_time() -> None:
+def test_plugin_manager_is_one_per_process_and_fresh_with_extra_plugins() -> None:
     first, second = plugin_manager(), plugin_manager()
-    assert first is not second
+    assert first is second, "entry points are loaded once"
     extra = _Recorder("only-in-first")
     with_extra = plugin_manager(extra=[extra])
+    assert with_extra is not first
     assert "only-in-first" in select(with_extra, None)
     assert "only-in-first" not in select(plugin_manager(), None)
+
+
+def test_plugins_declare_their_priority_in_their_info(manager: Any) -> None:
+    order = priorities(manager)
+    assert order["lower-precision"] < order["shared-parameters"] < order["lazy-beliefs"] < order["compressed-history"]
+    assert order["compressed-history"] < order["bounded-history"], "a bound keeps the compressed form"
+    third = plugin_manager(extra=[_Recorder("early", priority=1), _Recorder("default")])
+    assert priorities(third)["early"] == 1 and priorities(third)["default"] == 100
 
 
 def test_select_checks_and_strips_the_names_asked_for(manager: Any) -> None:
@@ -221,9 +237,11 @@ def test_shared_parameters_shares_arrays_inside_lists_and_object_arrays(manager:
         holder[0], holder[1] = a.copy(), b.copy()
         agent.pymdp_A = holder
     found = candidates_of(manager, agents, "shared-parameters")
-    per_agent = 2 * (a.nbytes + b.nbytes) / 3
-    assert found["layers"].estimated_bytes_saved_per_agent == pytest.approx(per_agent)
-    assert found["pymdp_A"].estimated_bytes_saved_per_agent == pytest.approx(per_agent)
+    # One candidate per array, at its own path: (3 - 1) copies of it saved over 3 agents.
+    assert sorted(found) == ["layers[0]", "layers[1]", "pymdp_A[0]", "pymdp_A[1]"]
+    for prefix in ("layers", "pymdp_A"):
+        assert found[f"{prefix}[0]"].estimated_bytes_saved_per_agent == pytest.approx(2 * a.nbytes / 3)
+        assert found[f"{prefix}[1]"].estimated_bytes_saved_per_agent == pytest.approx(2 * b.nbytes / 3)
     for candidate in found.values():
         apply_candidate(manager, agents, candidate)
     for position, expected in enumerate((a, b)):
@@ -239,7 +257,7 @@ def test_shared_parameters_apply_shares_the_arrays_of_a_deque_it_proposed(manage
     agents = [Agent() for _ in range(N_AGENTS)]
     for agent in agents:
         agent.recent = deque([content.copy()])
-    candidate = candidates_of(manager, agents, "shared-parameters")["recent"]
+    candidate = candidates_of(manager, agents, "shared-parameters")["recent[0]"]
     before = distinct_bytes(agents)
     apply_candidate(manager, agents, candidate)
     assert all(agent.recent[0] is agents[0].recent[0] for agent in agents)
@@ -298,13 +316,15 @@ def test_lazy_beliefs_apply_stores_beliefs_sparsely_with_the_same_values(manager
 
 
 def expected_history_saving(agents: list[Agent]) -> float:
-    """The saving the plugin documents: held entries x entry size x (1 - zlib ratio of a sample)."""
+    """The saving the plugin documents: the entries freed (each array owns its data, so
+    its deep size is getsizeof) minus every entry encoded and compressed at the zlib
+    ratio of a sample of the first agent's last 64 entries."""
     sample = list(agents[0].history)[-64:]
     raw = b"".join(encode_entry(entry) for entry in sample)
     ratio = len(zlib.compress(raw, 6)) / len(raw)
     entry_bytes = sum(sys.getsizeof(entry) for entry in sample) / len(sample)
-    held = sum(len(agent.history) for agent in agents) / len(agents)
-    return held * entry_bytes * (1 - ratio)
+    held = sum(len(agent.history) for agent in agents)
+    return (held * entry_bytes - held * len(raw) / len(sample) * ratio) / len(agents)
 
 
 def test_compressed_history_needs_the_attribute_to_be_growing(manager: Any, agents: list[Agent]) -> None:
@@ -363,12 +383,12 @@ def test_lower_precision_estimates_half_the_float64_bytes_that_survive(manager: 
     found = candidates_of(manager, agents, "lower-precision")
     assert "huge" not in found, "values near 1e300 overflow float32"
     assert "label" not in found
-    assert sorted(found) == ["belief", "history", "transition", "weights"]
+    assert sorted(found) == ["belief", "history[*]", "transition", "weights"], "the history's entries, as one path"
     assert found["weights"].estimated_bytes_saved_per_agent == pytest.approx(agents[0].weights.nbytes / 2)
     assert found["belief"].estimated_bytes_saved_per_agent == pytest.approx(agents[0].belief.nbytes / 2)
     assert found["transition"].estimated_bytes_saved_per_agent == pytest.approx(agents[0].transition.nbytes / 2)
     history_bytes = sum(entry.nbytes for agent in agents for entry in agent.history)
-    assert found["history"].estimated_bytes_saved_per_agent == pytest.approx(history_bytes / 2 / N_AGENTS)
+    assert found["history[*]"].estimated_bytes_saved_per_agent == pytest.approx(history_bytes / 2 / N_AGENTS)
     assert found["weights"].parameters == {"dtype": "float32", "rtol": 1e-5, "atol": 1e-8}
 
 
@@ -376,8 +396,8 @@ def test_lower_precision_follows_the_context_tolerance(manager: Any, agents: lis
     strict = candidates_of(manager, agents, "lower-precision", context(rtol=1e-12, atol=0.0))
     # Random values need float64; small integers and zeros are exact in float32.
     assert "weights" not in strict and "transition" not in strict
-    assert "history" in strict
-    assert strict["history"].parameters == {"dtype": "float32", "rtol": 1e-12, "atol": 0.0}
+    assert "history[*]" in strict
+    assert strict["history[*]"].parameters == {"dtype": "float32", "rtol": 1e-12, "atol": 0.0}
 
 
 def test_lower_precision_apply_converts_to_float32_within_the_tolerance(manager: Any, agents: list[Agent]) -> None:
@@ -399,7 +419,7 @@ def test_lower_precision_apply_converts_to_float32_within_the_tolerance(manager:
 
 
 def test_lower_precision_apply_converts_inside_lists(manager: Any, agents: list[Agent]) -> None:
-    candidate = candidates_of(manager, agents, "lower-precision")["history"]
+    candidate = candidates_of(manager, agents, "lower-precision")["history[*]"]
     expected = [[entry.copy() for entry in agent.history] for agent in agents]
     apply_candidate(manager, agents, candidate)
     for agent, entries in zip(agents, expected):
@@ -427,7 +447,8 @@ def test_lower_precision_apply_converts_the_arrays_it_counted(manager: Any, cont
     for agent in agents:
         arrays = [rng.random(WEIGHTS_SIZE)]
         agent.params = {"w": arrays[0]} if container == "dict" else deque(arrays)
-    candidate = candidates_of(manager, agents, "lower-precision")["params"]
+    path = 'params["w"]' if container == "dict" else "params[0]"
+    candidate = candidates_of(manager, agents, "lower-precision")[path]
     assert candidate.estimated_bytes_saved_per_agent == pytest.approx(WEIGHTS_SIZE * 8 / 2)
     apply_candidate(manager, agents, candidate)
     held = [agent.params["w"] if container == "dict" else agent.params[0] for agent in agents]
@@ -454,16 +475,18 @@ def test_analyse_returns_every_plugins_candidates_largest_saving_first(manager: 
     found, failures = analyse(manager, agents, context(), select(manager, None))
     assert failures == []
     for candidate in found:
-        assert candidate.reason.strip()
+        assert candidate.reason.strip() and candidate.kind and candidate.message.startswith(candidate.attribute)
         assert json.loads(json.dumps(candidate.parameters, allow_nan=False)) == candidate.parameters, "JSON values only"
+        assert json.loads(json.dumps(candidate.evidence, allow_nan=False)) == candidate.evidence, "JSON values only"
     savings = [candidate.estimated_bytes_saved_per_agent for candidate in found]
     assert savings == sorted(savings, reverse=True)
     assert {(candidate.plugin, candidate.attribute) for candidate in found} == {
         ("shared-parameters", "transition"),
         ("lazy-beliefs", "belief"),
         ("compressed-history", "history"),
+        ("bounded-history", "history"),
         ("lower-precision", "belief"),
-        ("lower-precision", "history"),
+        ("lower-precision", "history[*]"),
         ("lower-precision", "transition"),
         ("lower-precision", "weights"),
     }
@@ -484,8 +507,8 @@ def test_exclude_drops_the_excluded_attributes_candidates(manager: Any, agents: 
     everything, _ = analyse(manager, agents, context(), select(manager, None))
     excluded, failures = analyse(manager, agents, context(exclude=frozenset({"belief", "history"})), select(manager, None))
     assert failures == []
-    assert {candidate.attribute for candidate in excluded} == {"transition", "weights"}
-    assert excluded == [candidate for candidate in everything if candidate.attribute not in {"belief", "history"}]
+    assert {candidate.attribute for candidate in excluded} == {"transition", "weights"}, "history[*] lies inside history"
+    assert excluded == [candidate for candidate in everything if candidate.attribute.split("[")[0] not in {"belief", "history"}]
 
 
 def test_analyse_only_asks_the_enabled_plugins(manager: Any, agents: list[Agent]) -> None:
@@ -500,13 +523,15 @@ def test_analyse_only_asks_the_enabled_plugins(manager: Any, agents: list[Agent]
 class _Recorder:
     """A well-behaved test plugin: proposes every attribute it is told to, records applies."""
 
-    def __init__(self, name: str, attribute: str = "label", saving: float = 1.0) -> None:
-        self.name, self.attribute, self.saving = name, attribute, saving
+    def __init__(self, name: str, attribute: str = "label", saving: float = 1.0, priority: int | None = None) -> None:
+        self.name, self.attribute, self.saving, self.priority = name, attribute, saving, priority
         self.applied: list[Candidate] = []
 
     @hookimpl
     def fa_mem_plugin_info(self) -> PluginInfo:
-        return PluginInfo(self.name, "test plugin")
+        if self.priority is None:
+            return PluginInfo(self.name, "test plugin")
+        return PluginInfo(self.name, "test plugin", self.priority)
 
     @hookimpl
     def fa_mem_analyse(self, agents: list[Any], context: AnalysisContext) -> list[Any]:
@@ -577,7 +602,7 @@ def test_a_plugin_that_raises_while_analysing_is_reported_and_the_others_still_a
     found, failures = analyse(manager, agents, context(), enabled)
     assert failures == [PluginFailure("broken-analysis", "analyse", "RuntimeError: analysis exploded")]
     plugins = {candidate.plugin for candidate in found}
-    assert plugins == set(BUILT_INS) | {"healthy"}
+    assert plugins == PROPOSING | {"healthy"}
     built_in_only, _ = analyse(plugin_manager(), agents, context(), BUILT_INS)
     assert [candidate for candidate in found if candidate.plugin != "healthy"] == built_in_only
 
@@ -669,7 +694,234 @@ def test_a_plugin_whose_info_raises_does_not_stop_the_others(agents: list[Agent]
     manager = plugin_manager(extra=[_BrokenInfo()])
     assert [item.name for item in installed(manager)] == BUILT_INS
     found, _failures = analyse(manager, agents, context(), select(manager, None))
-    assert {candidate.plugin for candidate in found} == set(BUILT_INS)
+    assert {candidate.plugin for candidate in found} == PROPOSING
+
+
+# --------------------------------------------------------------------------- paths inside objects
+
+
+def _load_workload(name: str) -> Any:
+    import importlib.util
+
+    location = Path(__file__).resolve().parents[1] / "integration" / "optimize_workloads" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"fa_mem_test_{name}", location)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pymdp_agents_inside_wrappers_are_analysed_at_their_paths(manager: Any) -> None:
+    """Each wrapper holds its own pymdp Agent as .agent: B[0] is found one level down,
+    identical on every agent and mostly zeros, with the estimates computed here."""
+    workload = _load_workload("pymdp_agents")
+    agents = workload.create_agents(3, 0)
+    B = agents[0].agent.B[0]
+    assert type(agents[0].agent).__name__ == "Agent" and B.dtype == np.float64 and B.nbytes == 144 * 144 * 5 * 8
+    assert all(agent.agent.B[0] is not B for agent in agents[1:]), "every agent builds its own copy"
+    shared = candidates_of(manager, agents, "shared-parameters")
+    assert shared["agent.B[0]"].estimated_bytes_saved_per_agent == pytest.approx(2 * B.nbytes / 3)
+    assert shared["agent.A[0]"].estimated_bytes_saved_per_agent == pytest.approx(2 * agents[0].agent.A[0].nbytes / 3)
+    lazy = candidates_of(manager, agents, "lazy-beliefs")["agent.B[0]"]
+    zeros = 1.0 - np.count_nonzero(B) / B.size
+    assert zeros > 0.98
+    assert lazy.estimated_bytes_saved_per_agent == pytest.approx(B.nbytes - np.count_nonzero(B) * (8 + 4))
+    assert lazy.evidence["min_zero_fraction"] == pytest.approx(zeros)
+    assert "agent.B" not in shared, "the object array is not counted again: its element is"
+
+    before = distinct_bytes(agents)
+    apply_candidate(manager, agents, shared["agent.B[0]"])
+    assert all(agent.agent.B[0] is agents[0].agent.B[0] for agent in agents)
+    assert agents[0].agent.B.dtype == object, "the pymdp object array is kept; its element is replaced"
+    assert before - distinct_bytes(agents) == pytest.approx(2 * B.nbytes, abs=1024)
+
+
+def test_a_nested_growing_history_is_proposed_at_its_path(manager: Any) -> None:
+    workload = _load_workload("pymdp_agents")
+    agents = workload.create_agents(2, 0)
+    for agent in agents:
+        agent.agent.qs_hist = [np.full(144, step / 144.0) for step in range(12)]
+    ctx = AnalysisContext(growing={"agent.qs_hist": 1200.0}, steps=12)
+    bounded = [c for c in analyse(manager, agents, ctx, ["bounded-history"])[0] if c.attribute == "agent.qs_hist"]
+    assert [c.parameters["maxlen"] for c in bounded] == [1, 2, 4], "one entry a step, doubled while it keeps at most half"
+    entry = sys.getsizeof(np.full(144, 0.0))
+    assert bounded[0].estimated_bytes_saved_per_agent == pytest.approx(11 * entry)
+    apply_candidate(manager, agents, bounded[0])
+    assert all(type(agent.agent.qs_hist) is deque and agent.agent.qs_hist.maxlen == 1 for agent in agents)
+    assert np.array_equal(agents[0].agent.qs_hist[0], np.full(144, 11 / 144.0)), "the most recent entry is kept"
+
+
+class _Cached:
+    """One array reachable by two paths: a cache and the model it came from."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.model = Agent()
+        self.model.A = np.empty(1, dtype=object)
+        self.model.A[0] = matrix.copy()
+        self.matrix_cache = {"A": self.model.A[0]}
+
+
+def test_an_array_at_two_paths_is_replaced_at_both_and_really_freed(manager: Any) -> None:
+    matrix = np.random.default_rng(9).random((96, 96))
+    agents = [_Cached(matrix) for _ in range(N_AGENTS)]
+    found = candidates_of(manager, agents, "shared-parameters")
+    assert list(found) == ['matrix_cache["A"]'], "named once, at its shortest path"
+    candidate = found['matrix_cache["A"]']
+    assert candidate.estimated_bytes_saved_per_agent == pytest.approx((N_AGENTS - 1) * matrix.nbytes / N_AGENTS)
+    before = measure_population(agents)
+    apply_candidate(manager, agents, candidate)
+    for agent in agents:
+        assert agent.model.A[0] is agent.matrix_cache["A"] is agents[0].model.A[0]
+    after = measure_population(agents)
+    # Both references were replaced: the N copies are gone, one pooled copy remains.
+    assert before.distinct_bytes - after.distinct_bytes == pytest.approx((N_AGENTS - 1) * matrix.nbytes, abs=1024)
+    per_agent = sum(agent.amortized_bytes for agent in after.agents) / N_AGENTS
+    assert sum(agent.amortized_bytes for agent in before.agents) / N_AGENTS - per_agent == pytest.approx(
+        candidate.estimated_bytes_saved_per_agent, abs=1024
+    )
+
+
+def test_an_alias_that_cannot_be_replaced_is_not_counted(manager: Any) -> None:
+    """A view of the buffer elsewhere keeps it alive: no saving is promised for it."""
+    matrix = np.zeros((200, 100))
+    matrix[0, :3] = 1.0
+    agents = [_Cached(matrix) for _ in range(N_AGENTS)]
+    agents[0].first_row = agents[0].model.A[0][0]  # type: ignore[attr-defined]
+    lazy = candidates_of(manager, agents, "lazy-beliefs")['matrix_cache["A"]']
+    saving = matrix.nbytes - 3 * (8 + 4)
+    assert lazy.estimated_bytes_saved_per_agent == pytest.approx((N_AGENTS - 1) * saving / N_AGENTS)
+    assert ".first_row" in lazy.reason and "not counted" in lazy.reason
+    for agent in agents:
+        agent.first_row = agent.model.A[0][0]  # type: ignore[attr-defined]
+    assert "matrix_cache[\"A\"]" not in candidates_of(manager, agents, "lazy-beliefs")
+
+
+def test_the_parts_of_scipy_sparse_matrices_are_paths_too(manager: Any) -> None:
+    import scipy.sparse
+
+    rng = np.random.default_rng(21)
+    template = scipy.sparse.random(400, 400, density=0.05, format="csr", random_state=rng)
+    agents = [Agent() for _ in range(3)]
+    for agent in agents:
+        agent.W = template.copy()
+    found = candidates_of(manager, agents, "shared-parameters")
+    for part in ("data", "indices", "indptr"):
+        nbytes = getattr(template, part).nbytes
+        assert found[f"W.{part}"].estimated_bytes_saved_per_agent == pytest.approx(2 * nbytes / 3), part
+    for part in ("data", "indices", "indptr"):
+        apply_candidate(manager, agents, found[f"W.{part}"])
+    vector = rng.random(400)
+    assert all(agent.W.indices is agents[0].W.indices for agent in agents)
+    assert np.allclose(agents[2].W @ vector, template @ vector), "the shared parts still multiply"
+
+
+def test_analysis_may_be_restricted_to_known_paths(manager: Any, agents: list[Agent]) -> None:
+    only, failures = analyse(manager, agents, context(paths=["transition"]), select(manager, None))
+    assert failures == []
+    assert {candidate.attribute for candidate in only} == {"transition"}
+
+
+def test_a_failed_nested_apply_is_undone_at_every_path() -> None:
+    class _NestedHalfWay:
+        @hookimpl
+        def fa_mem_plugin_info(self) -> PluginInfo:
+            return PluginInfo("nested-half-way", "writes inside, then fails")
+
+        @hookimpl
+        def fa_mem_apply(self, agents: list[Any], candidate: Candidate) -> bool | None:
+            if candidate.plugin != "nested-half-way":
+                return None
+            from fa_memtool.paths import assign
+
+            assign(agents[0], "model.A[0]", np.zeros(1))
+            assign(agents[1], 'matrix_cache["A"]', np.zeros(1))
+            raise RuntimeError("failed half-way")
+
+    agents = [_Cached(np.ones((4, 4))) for _ in range(3)]
+    originals = [agent.model.A[0] for agent in agents]
+    with pytest.raises(TransformationFailed, match="failed half-way"):
+        apply_candidate(plugin_manager(extra=[_NestedHalfWay()]), agents, Candidate("nested-half-way", "model.A[0]", 1.0, "test"))
+    for agent, original in zip(agents, originals):
+        assert agent.model.A[0] is original and agent.matrix_cache["A"] is original
+
+
+# --------------------------------------------------------------------------- shared-structures
+
+
+def _taxi_agents(n: int) -> list[Any]:
+    import gymnasium
+
+    class QAgent:
+        def __init__(self, seed: int) -> None:
+            self.env = gymnasium.make("Taxi-v4")
+            self.observation, _ = self.env.reset(seed=seed)
+            self.q = np.zeros((500, 6))
+
+    return [QAgent(seed) for seed in range(n)]
+
+
+def test_shared_structures_shares_a_gymnasium_transition_table(manager: Any) -> None:
+    from fa_memtool.containers import FrozenDict
+    from fa_memtool.sizing import deep_size
+
+    agents = _taxi_agents(N_AGENTS)
+    copies = [agent.env.unwrapped.P for agent in agents]
+    table = copies[0]
+    assert type(table) is dict and len(table) == 500 and all(copy is not table for copy in copies[1:])
+    found = candidates_of(manager, agents, "shared-structures")
+    path = "env.env.env.env.P"  # TimeLimit -> OrderEnforcing -> PassiveEnvChecker -> TaxiEnv
+    assert list(found) == [path], "the table itself, not each of its rows"
+    assert found[path].kind == "identical-structures"
+    # What one copy frees: every copy's objects, minus those all copies already share
+    # (the 1.0 probability is one constant of the environment's code), minus the copy kept.
+    expected = deep_size(tuple(copies)) - sys.getsizeof(tuple(copies)) - deep_size(table)
+    assert expected == pytest.approx((N_AGENTS - 1) * deep_size(table), rel=1e-3)
+    assert found[path].estimated_bytes_saved_per_agent == pytest.approx(expected / N_AGENTS)
+    reference = {state: {action: list(rows) for action, rows in actions.items()} for state, actions in table.items()}
+
+    before = distinct_bytes(agents)
+    apply_candidate(manager, agents, found[path])
+    assert before - distinct_bytes(agents) == pytest.approx(expected, rel=1e-3)
+
+    shared = agents[0].env.unwrapped.P
+    assert all(agent.env.unwrapped.P is shared for agent in agents)
+    assert type(shared) is FrozenDict and shared == reference and list(shared) == list(reference)
+    assert shared[328][1] == reference[328][1] and isinstance(shared[328], dict)
+    with pytest.raises(TypeError, match="read-only"):
+        shared[0][0].append((1.0, 0, 0, False))
+    with pytest.raises(TypeError):
+        shared[0] = {}
+    for agent in agents:  # the environment still steps with the shared table
+        agent.env.step(1)
+    assert candidates_of(manager, agents, "shared-structures") == {}, "shared already: nothing left to find"
+
+
+def test_shared_structures_ignores_tables_that_differ_or_grow(manager: Any) -> None:
+    agents = [Agent() for _ in range(3)]
+    for index, agent in enumerate(agents):
+        agent.table = {state: [(state, 1.0)] * 4 for state in range(64)}
+        agent.own = {state: [(state, float(index))] for state in range(64)}
+        agent.log = [(step, "event") for step in range(200)]
+    found = candidates_of(manager, agents, "shared-structures", AnalysisContext(growing={"log": 24.0}))
+    assert sorted(found) == ["table"]
+
+
+# --------------------------------------------------------------------------- bounded caches
+
+
+def test_bounded_cache_keeps_the_most_recent_entries(manager: Any) -> None:
+    from fa_memtool.containers import BoundedCache
+
+    agents = [Agent() for _ in range(2)]
+    for agent in agents:
+        agent.memo = {1000 + step: np.full(16, float(step)) for step in range(40)}
+    ctx = AnalysisContext(growing={"memo": 200.0}, steps=20)  # two entries a step
+    found = [c for c in analyse(manager, agents, ctx, ["bounded-cache"])[0] if c.attribute == "memo"]
+    assert [c.parameters["maxsize"] for c in found] == [2, 4, 8, 16]
+    apply_candidate(manager, agents, found[0])
+    for agent in agents:
+        assert type(agent.memo) is BoundedCache and agent.memo.maxsize == 2
+        assert list(agent.memo) == [1038, 1039]
 
 
 # --------------------------------------------------------------------------- documentation
@@ -694,9 +946,10 @@ def test_each_built_in_answers_only_for_its_own_candidates_through_the_firstresu
     assert all(agent.weights is value for agent, value in zip(agents, weights))
     if hasattr(manager.hook, "fa_mem_adoption"):
         assert manager.hook.fa_mem_adoption(candidate=foreign, expression="np.zeros(3)") is None
-        own = Candidate(plugin, "weights", 1.0, "test")
+        own = Candidate(plugin, "weights", 1.0, "test", {"maxlen": 4, "maxsize": 4})  # the bounds carry their N
         adopted = manager.hook.fa_mem_adoption(candidate=own, expression="np.zeros(3)")
         assert isinstance(adopted, str) and "np.zeros(3)" in adopted
+        compile(adopted, "<adoption>", "eval")
 
 
 @pytest.mark.parametrize("hook", _hookspec_names())

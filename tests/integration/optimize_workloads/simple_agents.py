@@ -12,11 +12,14 @@ else of any size, so the tests can compute the expected savings with numpy:
   many cells are non-zero (lazy-beliefs). The last cell is never one of them. The
   values are multiples of 1/1024 in [1, 2): float32 holds them exactly.
 * ``history``: a list that gains one float64 frame (FRAME_SIZE values, 4 KiB, all
-  zero but one) every step and is never trimmed (compressed-history).
+  zero but one) every step and is never trimmed (compressed-history). The agent uses
+  the number of frames it holds as its clock, so bounding the history (bounded-history)
+  changes the actions and the replay rolls every bound back. (``len`` reads no entry:
+  a CompressedHistory answers it without decompressing.)
 
 ``step`` returns an int action computed from the belief (the flat position of its
-largest value, modulo ACTIONS), so any transformation that changes the belief's
-values changes the actions. Observations are fa-mem's default stream (one int per
+largest value) plus the number of frames held, modulo ACTIONS, so any transformation
+that changes the belief's values, or drops frames, changes the actions. Observations are fa-mem's default stream (one int per
 agent per step); the module defines no ``observe``.
 """
 
@@ -57,7 +60,7 @@ class SimpleAgent:
         frame[self.steps_taken % FRAME_SIZE] = float(observation)
         self.history.append(frame)
         self.steps_taken += 1
-        return int(np.argmax(self.belief)) % ACTIONS
+        return (int(np.argmax(self.belief)) + len(self.history)) % ACTIONS
 
 
 def create_agents(n: int, seed: int) -> list[SimpleAgent]:
