@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fa_memtool.report import AttributeGrowth, Growth, TimelineSample
+from fa_memtool.paths import is_under
 from fa_memtool.units import format_bytes
 
 # Deep sizes are deterministic, so any sustained positive slope is real growth; this
@@ -154,18 +155,14 @@ def deepest_growth(
     by_path = {item.name: item for item in growing}
     reported: list[AttributeGrowth] = []
     for item in growing:
-        descendants = [other for other in by_path if other != item.name and _is_below(other, item.name)]
+        descendants = [other for other in by_path if other != item.name and is_under(other, item.name)]
         # Only the outermost growing descendants: a grandchild's growth is inside its parent's.
-        outermost = [path for path in descendants if not any(_is_below(path, other) for other in descendants if other != path)]
+        outermost = [path for path in descendants if not any(is_under(path, other) for other in descendants if other != path)]
         explained = sum(max(by_path[path].bytes_per_step_per_agent, 0.0) for path in outermost)
         unexplained = item.bytes_per_step_per_agent - explained
         if not outermost or unexplained > max(LEAK_THRESHOLD_BYTES_PER_STEP, 0.1 * item.bytes_per_step_per_agent):
             reported.append(item)
     return reported
-
-
-def _is_below(path: str, ancestor: str) -> bool:
-    return path.startswith(ancestor) and path[len(ancestor) : len(ancestor) + 1] in (".", "[")
 
 
 def _leak_text(late_slope: float, unbounded: list[AttributeGrowth]) -> str:

@@ -28,7 +28,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fa_memtool.paths import ALL, PathError, Step, assign, join, labelled_children, object_attributes, parse_path, resolve, walk
+from fa_memtool.paths import (
+    ALL,
+    COLLAPSE_ITEMS,
+    PathError,
+    Step,
+    assign,
+    groups_items,
+    is_under,
+    join,
+    labelled_children,
+    object_attributes,
+    parse_path,
+    resolve,
+    walk,
+)
 
 __all__ = [
     "COLLAPSE_ITEMS",
@@ -45,12 +59,8 @@ __all__ = [
 MAX_DEPTH = 8  # levels below the agent; paths.walk's default
 MAX_OBJECTS = 100_000  # per agent: a bound on the walk's time and memory
 # Grouping as the sizer's tree does (fa_memtool.pathtree): a container with more items
-# than COLLAPSE_ITEMS shows them as one [*] path; a dict with string keys keeps its keys
-# as names up to NAMED_KEYS of them.
-COLLAPSE_ITEMS = 8
-NAMED_KEYS = 32
+# than COLLAPSE_ITEMS shows them as one [*] path (fa_memtool.paths.groups_items).
 
-_SEQUENCES = (list, tuple, deque, set, frozenset)
 _SCALARS = (str, bytes, int, float, complex, bool)  # immutable leaves: never transformed, never aliased usefully
 _SCALAR_TYPES = frozenset({str, bytes, int, float, complex, bool, type(None)})
 _FLAT = frozenset({tuple, list})
@@ -73,21 +83,6 @@ class Held:
     path: str
     value: Any
     depth: int
-
-
-def _collapses(obj: Any, children: list[tuple[Step, Any]]) -> bool:
-    if len(children) <= COLLAPSE_ITEMS:
-        return False
-    if isinstance(obj, _SEQUENCES) or type(obj).__name__ == "ndarray":
-        return True
-    if isinstance(obj, dict):
-        return len(children) > NAMED_KEYS or not all(step.kind == "key" and isinstance(step.value, str) for step, _ in children)
-    return False
-
-
-def is_under(path: str, prefix: str) -> bool:
-    """``path`` is ``prefix`` or a path inside it (``agent.B[0]`` is under ``agent``)."""
-    return path == prefix or (path.startswith(prefix) and path[len(prefix)] in ".[")
 
 
 def _rebuildable(holder: Any) -> bool:
@@ -133,7 +128,7 @@ class AgentHoldings:
         if type(holder) in _FLAT and all(type(item) in _SCALAR_TYPES for item in holder):
             return  # a row of numbers (a transition tuple, a list of ints): nothing to name
         children = labelled_children(holder)
-        collapse = _collapses(holder, children)
+        collapse = groups_items(holder, [step for step, _ in children])
         for step, child in children:
             if child is None or id(child) in stop or isinstance(child, _SCALARS):
                 continue

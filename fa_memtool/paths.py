@@ -26,7 +26,7 @@ import json
 import sys
 import types
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from fa_memtool.errors import UsageError
@@ -36,7 +36,11 @@ __all__ = [
     "PathError",
     "Step",
     "assign",
+    "COLLAPSE_ITEMS",
+    "NAMED_KEYS",
     "format_path",
+    "groups_items",
+    "is_under",
     "join",
     "labelled_children",
     "parse_path",
@@ -396,3 +400,27 @@ def paths_to(root: Any, target: Any, *, max_depth: int = 8, limit: int = 16, sto
             elif id(child) not in expanded and not isinstance(child, _OPAQUE):
                 queue.append((child_path, child, depth + 1))
     return found
+
+
+# When the items of a container are one ``[*]`` path: more than COLLAPSE_ITEMS items of a
+# sequence, set or object array; a dict whose keys are not all strings, or that has more
+# than NAMED_KEYS of them. The tree, the analyses and the replay group items alike.
+COLLAPSE_ITEMS = 8
+NAMED_KEYS = 32
+
+
+def groups_items(container: Any, steps: Sequence[Step]) -> bool:
+    """Whether ``container``'s children (reached by ``steps``) are shown as one ``[*]``."""
+    if len(steps) <= COLLAPSE_ITEMS:
+        return False
+    if isinstance(container, (*_SEQUENCES, *_SETS)) or type(container).__name__ == "ndarray":
+        return True
+    if isinstance(container, dict):
+        return len(steps) > NAMED_KEYS or not all(step.kind == "key" and isinstance(step.value, str) for step in steps)
+    return False
+
+
+def is_under(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` or a path inside it (``agent.B[0]`` is under ``agent``,
+    ``agents`` is not)."""
+    return path == prefix or (path.startswith(prefix) and path[len(prefix)] in ".[")

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fa_memtool.paths import ALL, Step, labelled_children
+from fa_memtool.paths import ALL, COLLAPSE_ITEMS, Step, groups_items, labelled_children
 
 __all__ = ["PathNode", "Forest", "flatten"]
 
@@ -37,15 +37,12 @@ Members = dict[int, list[int]]  # node -> the agents that reach it through the r
 MAX_DEPTH = 6  # display levels below a top-level attribute
 MAX_CHILDREN = 8  # rows per parent; the rest is one "(other)" row
 MIN_ROW_BYTES = 256  # a child smaller than this (deep) goes into "(other)"
-COLLAPSE_ITEMS = 8  # a container with more items than this shows them as one [*] row
-NAMED_KEYS = 32  # a str-keyed dict up to this size shows each key
 MAX_ALIASES = 4
 OTHER = "(other)"
 _VECTOR_MIN = 256  # rows with this many members are summed with numpy
 _FOLD_DEPTH = 3  # unnamed objects looked through when naming a node's children
 
-_SEQUENCE_TYPES = (list, tuple, deque, set, frozenset)
-_PLAIN_SEQUENCES = frozenset(_SEQUENCE_TYPES)  # exact types: a subclass may hold more than its items
+_PLAIN_SEQUENCES = frozenset((list, tuple, deque, set, frozenset))  # exact types: a subclass may hold more than its items
 
 
 @dataclass
@@ -393,7 +390,7 @@ class Forest:
             named = self.named_children(node)
             if not named:
                 continue
-            collapse = self._collapses(self.objects[node], named)
+            collapse = groups_items(self.objects[node], [step for step, _ in named])
             for step, child in named:
                 text = ALL.text() if collapse else step.text()
                 holders = groups.setdefault(text, {}).setdefault(child, [])
@@ -459,15 +456,6 @@ class Forest:
             items=sum(weight for _, weight in weights) / agent_count,
             agents=agent_count,
         )
-
-    def _collapses(self, obj: object, named: list[tuple[Step, int]]) -> bool:
-        if len(named) <= COLLAPSE_ITEMS:
-            return False
-        if isinstance(obj, _SEQUENCE_TYPES) or type(obj).__name__ == "ndarray":
-            return True
-        if isinstance(obj, dict):
-            return len(named) > NAMED_KEYS or not all(step.kind == "key" and isinstance(step.value, str) for step, _ in named)
-        return False
 
 
 def _bounded(rows: list[PathNode], parent_path: str, agent_count: int) -> list[PathNode]:

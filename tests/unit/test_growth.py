@@ -90,14 +90,6 @@ def test_deepest_growth_keeps_a_parent_whose_own_growth_is_unexplained():
     assert sorted(item.name for item in found) == ["state", "state.log"]
 
 
-def test_is_below_respects_step_boundaries():
-    from fa_memtool.growth import _is_below
-
-    assert _is_below("agent.qs_hist", "agent")
-    assert _is_below('params["A"]', "params")
-    assert not _is_below("agent_two", "agent")
-
-
 def test_growth_paths_leave_out_item_groups_and_other_rows():
     from types import SimpleNamespace
 
