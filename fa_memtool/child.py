@@ -439,6 +439,7 @@ class Measurement:
             AnalysisContext(
                 growing={item.name: item.bytes_per_step_per_agent for item in growth.paths or growth.attributes},
                 steps=completed,
+                boundaries=tuple(driver.program_objects()),
             ),
             agents=len(agents),
             steps=completed,

@@ -243,9 +243,16 @@ def _child(holder: Any, step: Step) -> Any:
 class PopulationHoldings:
     """Every agent's holdings, and the objects at each path across the population."""
 
-    def __init__(self, agents: Sequence[Any], *, max_depth: int = MAX_DEPTH, max_objects: int = MAX_OBJECTS) -> None:
+    def __init__(
+        self,
+        agents: Sequence[Any],
+        *,
+        boundaries: Iterable[Any] = (),
+        max_depth: int = MAX_DEPTH,
+        max_objects: int = MAX_OBJECTS,
+    ) -> None:
         self._ids = [id(agent) for agent in agents]
-        boundary = frozenset(self._ids)
+        boundary = frozenset(self._ids) | {id(obj) for obj in boundaries}
         self.agents = [
             AgentHoldings(agent, index, stop=boundary, max_depth=max_depth, max_objects=max_objects)
             for index, agent in enumerate(agents)

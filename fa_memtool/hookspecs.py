@@ -64,6 +64,9 @@ class AnalysisContext:
     # analysis to them. None: every path (a plugin must work without it).
     paths: list[str] | None = None
     steps: int = 0  # steps the agents ran before this analysis (0: not known)
+    # Objects of the program that a walk from an agent never enters, as it never enters
+    # another agent: the model that owns the agents (--agents-from).
+    boundaries: tuple[Any, ...] = ()
 
     def holdings(self, agents: list[Any]) -> Any:
         """Every object the agents hold, by path (``fa_memtool.holdings.PopulationHoldings``).
@@ -76,7 +79,7 @@ class AnalysisContext:
 
         cached = self.__dict__.get("_holdings")
         if not isinstance(cached, PopulationHoldings) or not cached.describes(agents):
-            cached = PopulationHoldings(agents)
+            cached = PopulationHoldings(agents, boundaries=self.boundaries)
             self.__dict__["_holdings"] = cached
         return cached
 

@@ -186,7 +186,12 @@ def run_trials(
     run(probe, steps)
     baseline_bytes = per_agent(probe)
     context = AnalysisContext(
-        growing=dict(settings.growing), rtol=settings.rtol, atol=settings.atol, exclude=frozenset(settings.exclude), steps=steps
+        growing=dict(settings.growing),
+        rtol=settings.rtol,
+        atol=settings.atol,
+        exclude=frozenset(settings.exclude),
+        steps=steps,
+        boundaries=tuple(probe.program_objects()),
     )
     candidates, failures = analyse(manager, probe.agents(), context, enabled)
     del probe
