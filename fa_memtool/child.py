@@ -420,7 +420,9 @@ class Measurement:
             for name, value in named.items():
                 values_by_name[name].append(value)
         growth = analyse_growth(samples, dict(series), values_by_name)
-        growth.paths = deepest_growth(tree_samples, dict(path_series), _values_at_paths(agents, path_series))
+        # Live values only where a path's bytes changed: the fit reads them for growing paths alone.
+        changed = [path for path, values in path_series.items() if min(values) != max(values)]
+        growth.paths = deepest_growth(tree_samples, dict(path_series), _values_at_paths(agents, changed))
         name_deepest(growth)
         attach_path_sites(final.paths, growth.paths, built=self.path_sites, newest=self.newest_path_sites)
         growing = {item.name for item in growth.attributes}
@@ -542,11 +544,11 @@ def _tree_sample_steps(steps: int, interval: int) -> set[int]:
     return {planned[round(index * last / (TREE_SAMPLES - 1))] for index in range(TREE_SAMPLES)}
 
 
-def _values_at_paths(agents: list[Any], path_series: dict[str, list[float]]) -> dict[str, list[Any]]:
-    """The live value at each fitted path on every agent that has it (a path of one
+def _values_at_paths(agents: list[Any], paths: list[str]) -> dict[str, list[Any]]:
+    """The live value at each of ``paths`` on every agent that has it (a path of one
     agent may be missing on another)."""
     found: dict[str, list[Any]] = {}
-    for path in path_series:
+    for path in paths:
         values = []
         for agent in agents:
             try:
