@@ -71,6 +71,7 @@ def attribute_agents(
                 amortized_bytes=sized.amortized_bytes,
                 file_backed_bytes=sized.file_backed_bytes,
                 attributes=reports,
+                device_bytes=dict(sized.device_bytes),
             )
         )
     owner_residents = [owner_resident.get(key) for key in unshared_owners]

@@ -492,6 +492,7 @@ class Measurement:
             resident_array_bytes=attributed.resident_array_bytes,
             allocated_array_bytes=attributed.allocated_array_bytes,
             model_bytes=final.boundary_bytes,
+            device_bytes=dict(final.device_bytes),
         )
         profile_report = Report(
             schema_version=SCHEMA_VERSION,

@@ -128,3 +128,12 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     plugin's (``candidate.plugin`` is its name), and return True; return None otherwise.
     Assign new objects (``fa_memtool.paths.assign``), never change objects in place.
     Raise to refuse: fa-mem restores what the agents held and reports the error."""
+
+
+@hookspec
+def fa_mem_buffer_handlers() -> list[Any]:  # type: ignore[empty-body]
+    """Return buffer handlers (``fa_memtool.buffers.BufferHandler``) for types whose
+    memory ``sys.getsizeof`` leaves out or misstates: what such an object owns, which
+    objects it holds and which external buffers it keeps alive (keyed, so that shared
+    memory is counted once), on which device. Called once per process; a handler must
+    never import its library (``types()`` looks in ``sys.modules``)."""

@@ -32,7 +32,7 @@ from fa_memtool.hookspecs import DEFAULT_PRIORITY, AnalysisContext, Candidate
 from fa_memtool.paths import PathError, walk
 from fa_memtool.plan import Plan, PlanStep, PLAN_VERSION, step_for
 from fa_memtool.population_driver import MODEL_LABEL, Action, PopulationDriver
-from fa_memtool.replay import compare_agents, same_action, value_difference
+from fa_memtool.replay import RandomStream, compare_agents, same_action, value_difference
 from fa_memtool.report import Report, from_dict
 from fa_memtool.sizing import agent_attributes, measure_population
 from fa_memtool.units import format_bytes
@@ -201,15 +201,20 @@ def run_trials(
     outcomes: list[TrialOutcome] = []
     checkpoint = max(1, steps // CHECKPOINTS)
 
-    def replay(originals: PopulationDriver, trials: PopulationDriver) -> tuple[str | None, float, float]:
-        """Lockstep replay: how behaviour changed (or None), and both populations' step time."""
+    def replay(
+        originals: PopulationDriver, trials: PopulationDriver, streams: tuple[RandomStream, RandomStream]
+    ) -> tuple[str | None, float, float]:
+        """Lockstep replay, each population in its own random stream: how behaviour
+        changed (or None), and both populations' step time."""
         seconds_original = seconds_trial = 0.0
         for step_number in range(steps):
             started = time.perf_counter()
-            actions = originals.step(step_number)  # the original raising is the workload's failure
+            with streams[0].active():
+                actions = originals.step(step_number)  # the original raising is the workload's failure
             middle = time.perf_counter()
             try:
-                trial_actions = trials.step(step_number)
+                with streams[1].active():
+                    trial_actions = trials.step(step_number)
             except StepFailed as error:
                 return error.message, seconds_original, seconds_trial
             seconds_original += middle - started
@@ -231,7 +236,13 @@ def run_trials(
         """One candidate on top of the accepted ones; its populations die with this call."""
         outcome = TrialOutcome(candidate.plugin, candidate.attribute, candidate.estimated_bytes_saved_per_agent, False, "")
         outcome.forced = excluded(candidate.attribute, settings.force)
-        originals, trials = build(), build()
+        # Both populations are built and stepped from one random state, each in its
+        # own stream: the same draws for agents that use the global generators.
+        streams = (RandomStream(), RandomStream())
+        with streams[0].active():
+            originals = build()
+        with streams[1].active():
+            trials = build()
         trial_agents = trials.agents()
         try:
             for earlier, _ in accepted:
@@ -244,7 +255,7 @@ def run_trials(
         except PathError as error:  # found after the steps, absent from freshly built agents
             outcome.reason = f"could not be applied: {error.message}"
             return outcome, None, None
-        changed, seconds_original, seconds_trial = replay(originals, trials)
+        changed, seconds_original, seconds_trial = replay(originals, trials, streams)
         if changed is not None and not outcome.forced:
             outcome.reason = f"behaviour changed: {changed}"
             return outcome, None, None

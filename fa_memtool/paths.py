@@ -336,6 +336,10 @@ def labelled_children(obj: Any) -> list[tuple[Step, Any]]:
     if isinstance(obj, _OPAQUE):
         return []
     numpy = _numpy()
+    if numpy is None or type(obj) is not numpy.ndarray:
+        named = _handler_children(obj)
+        if named is not None:
+            return named
     if numpy is not None and isinstance(obj, numpy.ndarray):
         if obj.dtype != object:
             return []
@@ -346,6 +350,20 @@ def labelled_children(obj: Any) -> list[tuple[Step, Any]]:
         return [(Step("attr", name), value) for name, value in object_attributes(obj)]
     except Exception:  # an object whose attribute access raises holds no readable paths
         return []
+
+
+def _handler_children(obj: Any) -> list[tuple[Step, Any]] | None:
+    """A library object's children as its buffer handler names them (fa_memtool.buffers)."""
+    from fa_memtool.buffers import default_table
+
+    handler = default_table().handler_for(obj)
+    if handler is None:
+        return None
+    try:
+        named = handler.children(obj)
+    except Exception:  # a handler that cannot name one object's children: the default
+        return None
+    return None if named is None else list(named)
 
 
 def walk(

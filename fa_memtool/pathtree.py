@@ -60,6 +60,8 @@ class PathNode:
     exclusive_bytes: float
     amortized_bytes: float
     file_backed_bytes: float = 0.0
+    device_bytes: float = 0.0  # on an accelerator (never in the host figures)
+    device: str | None = None  # where a tensor's or array's memory lives ("cpu", "cuda:0")
     items: float = 1  # objects this row stands for (per agent)
     sharers: int = 1  # agents reaching the object (the most, for a group)
     module_global: bool = False
@@ -86,6 +88,7 @@ class Forest:
         objects: list[object],
         sizes: list[int],
         file_sizes: dict[int, int],
+        device_sizes: dict[int, tuple[str, int]] | None = None,
         children: list[list[int]],
         sharers: list[int],
         module_global: list[bool],
@@ -107,6 +110,8 @@ class Forest:
         self.amortized = [0.0] * count
         self.file = [0.0] * count
         self.file_sizes = file_sizes
+        self.device = [0.0] * count
+        self.device_sizes = device_sizes or {}
         self._vectors: Any = None  # the four figures as one numpy array, for large rows
         self.tree: dict[int, list[int]] = {}  # node -> the nodes it claimed (its tree children)
         self._labels: dict[int, dict[int, Step]] = {}
@@ -176,10 +181,12 @@ class Forest:
         so it is added to every holder here as well (a path's deep bytes include what
         it shares, as the per-attribute figures do)."""
         sizes, sharers, module_global, parent = self.sizes, self.sharers, self.module_global, self.parent
-        deep, exclusive, amortized, file = self.deep, self.exclusive, self.amortized, self.file
+        deep, exclusive, amortized, file, device = self.deep, self.exclusive, self.amortized, self.file, self.device
         order, foreign = self.order, self.foreign
         for node, file_bytes in self.file_sizes.items():
             file[node] = float(file_bytes)
+        for node, (_, device_bytes) in self.device_sizes.items():
+            device[node] = float(device_bytes)
         for start, end in self.segments:
             for position in range(end - 1, start - 1, -1):
                 node = order[position]
@@ -193,12 +200,14 @@ class Forest:
                     deep[node] += deep[held]
                     amortized[node] += amortized[held]
                     file[node] += file[held]
+                    device[node] += device[held]
                 up = parent[node]
                 if up >= 0:
                     deep[up] += deep[node]
                     amortized[up] += amortized[node]
                     exclusive[up] += exclusive[node]
                     file[up] += file[node]
+                    device[up] += device[node]
 
     # -- naming -------------------------------------------------------------------------
 
@@ -323,7 +332,7 @@ class Forest:
         describe: Callable[[object, bool], dict[str, Any]],
     ) -> PathNode:
         deep_of, exclusive_of, amortized_of, file_of = self.deep, self.exclusive, self.amortized, self.file
-        deep, exclusive, amortized, file, memberships = self._sums(members)
+        deep, exclusive, amortized, file, device, memberships = self._sums(members)
         per_agent: dict[int, float] = {}
         if depth == 0:  # the spread across agents, for the top-level rows
             for node, agents in members.items():
@@ -347,6 +356,8 @@ class Forest:
             exclusive_bytes=exclusive / agent_count,
             amortized_bytes=amortized / agent_count,
             file_backed_bytes=file / agent_count,
+            device_bytes=device / agent_count,
+            device=sample[0].get("device") if len({item.get("device") for item in sample}) == 1 else None,
             items=memberships / agent_count,
             sharers=max(map(self.sharers.__getitem__, nodes)),
             module_global=any(map(self.module_global.__getitem__, nodes)),
@@ -407,14 +418,14 @@ class Forest:
         row.children = _bounded(rows + small, path, agent_count)
         return row
 
-    def _sums(self, members: Members) -> tuple[float, float, float, float, int]:
-        """Deep, exclusive, amortized and file bytes of a row's members, each member
+    def _sums(self, members: Members) -> tuple[float, float, float, float, float, int]:
+        """Deep, exclusive, amortized, file and device bytes of a row's members, each member
         counted once per agent that holds it there, and the number of memberships.
         Large groups (the items of every agent's history) are summed with numpy."""
         if len(members) < _VECTOR_MIN:
-            deep = exclusive = amortized = file = 0.0
+            deep = exclusive = amortized = file = device = 0.0
             memberships = 0
-            deep_of, exclusive_of, amortized_of, file_of = self.deep, self.exclusive, self.amortized, self.file
+            deep_of, exclusive_of, amortized_of, file_of, device_of = self.deep, self.exclusive, self.amortized, self.file, self.device
             for node, agents in members.items():
                 weight = len(agents)
                 memberships += weight
@@ -422,15 +433,16 @@ class Forest:
                 exclusive += exclusive_of[node] * weight
                 amortized += amortized_of[node] * weight
                 file += file_of[node] * weight
-            return deep, exclusive, amortized, file, memberships
+                device += device_of[node] * weight
+            return deep, exclusive, amortized, file, device, memberships
         import numpy
 
         if self._vectors is None:
-            self._vectors = numpy.array([self.deep, self.exclusive, self.amortized, self.file])
+            self._vectors = numpy.array([self.deep, self.exclusive, self.amortized, self.file, self.device])
         nodes = numpy.fromiter(members.keys(), dtype=numpy.intp, count=len(members))
         weights = numpy.fromiter(map(len, members.values()), dtype=numpy.float64, count=len(members))
         totals = self._vectors[:, nodes] @ weights
-        return float(totals[0]), float(totals[1]), float(totals[2]), float(totals[3]), int(weights.sum())
+        return float(totals[0]), float(totals[1]), float(totals[2]), float(totals[3]), float(totals[4]), int(weights.sum())
 
     def _zero_fraction(self, nodes: list[int], describe: Callable[[object, bool], dict[str, Any]]) -> float | None:
         zeros = elements = 0.0
@@ -453,6 +465,7 @@ class Forest:
             exclusive_bytes=sum(self.exclusive[node] * weight for node, weight in weights) / agent_count,
             amortized_bytes=sum(self.amortized[node] * weight for node, weight in weights) / agent_count,
             file_backed_bytes=sum(self.file[node] * weight for node, weight in weights) / agent_count,
+            device_bytes=sum(self.device[node] * weight for node, weight in weights) / agent_count,
             items=sum(weight for _, weight in weights) / agent_count,
             agents=agent_count,
         )
@@ -484,6 +497,7 @@ def _sum_rows(rows: list[PathNode], parent_path: str, agent_count: int) -> PathN
         exclusive_bytes=total("exclusive_bytes"),
         amortized_bytes=total("amortized_bytes"),
         file_backed_bytes=total("file_backed_bytes"),
+        device_bytes=total("device_bytes"),
         items=total("items"),
         agents=agent_count,
     )

@@ -12,41 +12,112 @@ transformed twin holds at the same path, so a transformation deep inside a held 
 from __future__ import annotations
 
 import math
+import random
+import sys
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fa_memtool.paths import ALL, PathError, Step, join, labelled_children, resolve
 
-__all__ = ["COMPARED_DEPTH", "COMPARED_OBJECTS", "compare_agents", "same_action"]
+__all__ = ["COMPARED_DEPTH", "COMPARED_OBJECTS", "RandomStream", "compare_agents", "same_action"]
 
 COMPARED_OBJECTS = 20_000  # per agent and checkpoint: bounds the comparison's time
 COMPARED_DEPTH = 8
 
 
 def same_action(left: Any, right: Any) -> bool:
-    """Actions are equal: arrays by numpy.array_equal, other values equal and of one type."""
+    """Actions are equal: arrays (numpy, torch, JAX) by numpy.array_equal of their
+    values, other values equal and of one type."""
     if left is right:
         return True
     try:
         import numpy
 
-        if isinstance(left, numpy.ndarray) or isinstance(right, numpy.ndarray):
-            return bool(numpy.array_equal(left, right))
+        dense_left, dense_right = _numeric(left), _numeric(right)
+        if dense_left is not None or dense_right is not None:
+            if dense_left is None or dense_right is None:
+                return False
+            return bool(numpy.array_equal(dense_left, dense_right))
         return bool(left == right) and type(left) is type(right)
     except Exception:
         return False
 
 
+def _capture_random() -> tuple[Any, Any, Any]:
+    numpy, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    return (
+        random.getstate(),
+        numpy.random.get_state() if numpy is not None else None,
+        torch.get_rng_state() if torch is not None and hasattr(torch, "get_rng_state") else None,
+    )
+
+
+def _restore_random(state: tuple[Any, Any, Any]) -> None:
+    python, numpy_state, torch_state = state
+    random.setstate(python)
+    if numpy_state is not None:
+        sys.modules["numpy"].random.set_state(numpy_state)
+    if torch_state is not None:
+        sys.modules["torch"].set_rng_state(torch_state)
+
+
+class RandomStream:
+    """One population's own copy of the process's global random state (``random``,
+    ``numpy.random``, torch's default generator).
+
+    Agents that draw from the global generators (pymdp's tie-breaking between equally
+    good actions, ``torch.randn``) would otherwise see different numbers in a lockstep
+    replay, where the original and the transformed population step in turn: each runs
+    inside its own stream, and streams copied from one state give both the same draws.
+    """
+
+    def __init__(self, state: tuple[Any, Any, Any] | None = None) -> None:
+        self._state = _capture_random() if state is None else state
+
+    def copy(self) -> RandomStream:
+        return RandomStream(self._state)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        outer = _capture_random()
+        _restore_random(self._state)
+        try:
+            yield
+        finally:
+            self._state = _capture_random()
+            _restore_random(outer)
+
+
 def _numeric(value: Any) -> Any | None:
-    """A dense float/int array for values that stand for one (arrays and array-likes)."""
+    """A dense numeric numpy array for values that stand for one: numpy arrays,
+    array-likes such as LazyBeliefArray, torch tensors (detached, on the host) and
+    JAX arrays; float16 / bfloat16 values widened so they compare as numbers."""
     import numpy
 
     if isinstance(value, numpy.ndarray):
-        return value if value.dtype != object else None
-    if hasattr(value, "__array__") and hasattr(value, "shape") and hasattr(value, "dtype"):
-        dense = numpy.asarray(value)  # array-likes such as LazyBeliefArray
-        return dense if dense.dtype != object else None
-    return None
+        dense = value
+    elif isinstance(value, (str, bytes)) or not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return None
+    elif callable(getattr(value, "detach", None)) and callable(getattr(value, "cpu", None)):
+        tensor = value.detach().cpu()  # a torch tensor: its values, whatever its device
+        if not tensor.dtype.is_floating_point and not tensor.dtype.is_complex:
+            dense = tensor.numpy()
+        else:
+            dense = tensor.double().numpy() if not tensor.dtype.is_complex else tensor.cdouble().numpy()
+    elif hasattr(value, "__array__"):
+        dense = numpy.asarray(value)  # array-likes, JAX arrays
+    else:
+        return None
+    if dense.dtype == object:
+        return None
+    if dense.dtype.kind not in "biufc":  # bfloat16 and other extension dtypes
+        try:
+            dense = dense.astype(numpy.float64)
+        except (TypeError, ValueError):
+            return None
+    return dense
 
 
 def value_difference(original: Any, optimized: Any, rtol: float, atol: float, where: str) -> str | None:

@@ -108,6 +108,7 @@ class AgentReport:
     file_backed_bytes: int
     attributes: list[AttributeReport] = field(default_factory=list)
     agent_id: int | str | None = None  # unique_id or id where the agent has one, else its creation order
+    device_bytes: dict[str, float] = field(default_factory=dict)  # amortized, per accelerator
 
 
 @dataclass
@@ -127,6 +128,7 @@ class Population:
     marginal_rss_per_agent_after_steps: float | None = None
     fixed_rss_bytes: float | None = None
     model_bytes: int | None = None  # what the model reaches, agents excluded (charged to no agent)
+    device_bytes: dict[str, int] = field(default_factory=dict)  # distinct bytes per accelerator
 
 
 @dataclass

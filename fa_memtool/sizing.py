@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fa_memtool.buffers import ExternalBuffer, HandlerTable, default_table
 from fa_memtool.paths import object_attributes
 from fa_memtool.pathtree import Forest, PathNode
 
@@ -93,6 +94,8 @@ class AgentSize:
     amortized_bytes: float
     file_backed_bytes: int
     attributes: list[AttributeSize] = field(default_factory=list)
+    # Memory on accelerators, by device ("cuda:0"): amortized like the host bytes, never in them.
+    device_bytes: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +124,7 @@ class PopulationSize:
     # Everything the boundaries (a model) reach, agents excluded: the program's, charged to no agent.
     boundary_bytes: int | None = None
     paths: list[PathNode] = field(default_factory=list)  # the population's tree: per-agent means by path
+    device_bytes: dict[str, int] = field(default_factory=dict)  # distinct bytes on each accelerator
 
 
 def agent_attributes(agent: object) -> list[tuple[str, Any]]:
@@ -134,11 +138,20 @@ def agent_attributes(agent: object) -> list[tuple[str, Any]]:
 class _Graph:
     """The reachable object graph: node per object, own size, edges, seed masks."""
 
-    def __init__(self, boundary_ids: set[int], global_ids: set[int], global_seed: int) -> None:
+    def __init__(
+        self,
+        boundary_ids: set[int],
+        global_ids: set[int],
+        global_seed: int,
+        *,
+        handlers: HandlerTable | None = None,
+        buffers: dict[Any, ExternalBuffer] | None = None,
+    ) -> None:
         self.index: dict[int, int] = {}
         self.objects: list[object] = []  # keeps every walked object alive during the walk
         self.sizes: list[int] = []
         self.file_sizes: dict[int, int] = {}
+        self.device_sizes: dict[int, tuple[str, int]] = {}  # node -> (device, bytes) off the host
         self.children: list[list[int]] = []
         self.seeds: list[int] = []
         self.pending: list[int] = []
@@ -148,6 +161,10 @@ class _Graph:
         self.unsized = 0
         self.module_dict_ids = {id(vars(m)) for m in list(sys.modules.values()) if hasattr(m, "__dict__")}
         self.numpy: Any = sys.modules.get("numpy")
+        self.handlers = default_table() if handlers is None else handlers
+        # One ExternalBuffer per key, shared by the graphs of one measurement (the
+        # program's globals and the agents'), so that a buffer has one identity.
+        self.buffers: dict[Any, ExternalBuffer] = {} if buffers is None else buffers
 
     def node(self, obj: object, *, expand: bool = True) -> int | None:
         """The node of ``obj``, created on first sight (and queued unless ``expand`` is off)."""
@@ -176,7 +193,15 @@ class _Graph:
         return position
 
     def _own_size(self, obj: object) -> int:
+        kind = type(obj)
         try:
+            if kind in _ATOMIC_TYPES or kind in _CONTAINER_TYPES or kind is dict:
+                return sys.getsizeof(obj)
+            if kind is ExternalBuffer:
+                return obj.nbytes if obj.host else 0  # type: ignore[attr-defined]
+            handler = self.handlers.handler_for(obj)
+            if handler is not None:
+                return int(handler.own_size(obj))
             return sys.getsizeof(obj)
         except Exception:  # a broken __sizeof__ in user code: count the header, say so
             self.unsized += 1
@@ -219,9 +244,13 @@ class _Graph:
             # A dict whose keys are all strings does not report its keys to the
             # collector (strings cannot form cycles); they are still its memory.
             return [*obj.keys(), *gc.get_referents(obj)]  # type: ignore[attr-defined]
-        numpy = self.numpy
-        if numpy is not None and isinstance(obj, numpy.ndarray):
-            return self._array_referents(obj)
+        if kind is ExternalBuffer:
+            if not obj.host:  # type: ignore[attr-defined]
+                self.device_sizes[self.index[id(obj)]] = (obj.device, obj.nbytes)  # type: ignore[attr-defined]
+            return ()
+        handler = self.handlers.handler_for(obj)
+        if handler is not None:
+            return self._handled_referents(handler, obj)
         if isinstance(obj, mmap.mmap):
             try:
                 self.file_sizes[self.index[id(obj)]] = len(obj)
@@ -246,32 +275,69 @@ class _Graph:
                 return ()
         return gc.get_referents(obj)
 
-    def _array_referents(self, array: Any) -> list[object]:
-        owned: list[object] = []
-        if array.base is not None:
-            owned.append(array.base)
-        if type(array) is not self.numpy.ndarray:
-            owned.extend(gc.get_referents(array))  # a subclass's instance dict (np.memmap's _mmap, ...)
-        if array.dtype.hasobject:
-            if array.dtype.fields is None:
-                owned.extend(array.flat)
-            else:  # a structured array with object fields
-                for name, (field_type, *_) in array.dtype.fields.items():
-                    if field_type.hasobject:
-                        owned.extend(array[name].flat)
-        return owned
+    def _handled_referents(self, handler: Any, obj: object) -> list[object]:
+        """What a buffer handler says ``obj`` holds: objects, then its buffers (one
+        ExternalBuffer per key, so memory held by many objects is one node)."""
+        try:
+            held = list(handler.referents(obj))
+            found = list(handler.buffers(obj))
+        except Exception:  # a handler that fails on one object: its plain referents
+            self.unsized += 1
+            return list(gc.get_referents(obj))
+        for buffer in found:
+            # Host memory is known by its address, whichever library keeps it.
+            key = ("host", buffer.address) if buffer.address is not None else buffer.key
+            node = self.buffers.get(key)
+            if node is None:
+                node = self.buffers[key] = ExternalBuffer(buffer, getattr(handler, "name", "buffers"))
+            elif buffer.nbytes > node.nbytes:
+                node.nbytes = int(buffer.nbytes)
+                if (position := self.index.get(id(node))) is not None and node.host:
+                    self.sizes[position] = node.nbytes
+            held.append(node)
+        return held
+
+    def resolve_borrowed(self) -> None:
+        """Host buffers inside memory the graph already counts (a numpy array's own
+        data, a larger buffer) are that memory: they count nothing themselves and lead
+        to it, so whoever holds them reaches its bytes."""
+        hosted = [(position, obj) for position, obj in enumerate(self.objects) if type(obj) is ExternalBuffer and obj.host and obj.address is not None]
+        if not hosted:
+            return
+        numpy = self.numpy
+        intervals: list[tuple[int, int, int, int]] = []  # start, -end, rank (numpy first), node
+        if numpy is not None:
+            for position, obj in enumerate(self.objects):
+                if isinstance(obj, numpy.ndarray) and obj.flags.owndata and obj.nbytes:
+                    start = int(obj.ctypes.data)
+                    intervals.append((start, -(start + int(obj.nbytes)), 0, position))
+        for position, buffer in hosted:
+            start = int(buffer.address)  # type: ignore[arg-type]
+            intervals.append((start, -(start + buffer.nbytes), 1, position))
+        intervals.sort()
+        enclosing_end, enclosing = -1, -1
+        for start, negative_end, rank, position in intervals:
+            end = -negative_end
+            if rank == 1 and enclosing >= 0 and end <= enclosing_end:
+                self.sizes[position] = 0
+                self.children[position].append(enclosing)
+                continue
+            if end > enclosing_end:
+                enclosing_end, enclosing = end, position
 
 
-def _reachable_ids(roots: Iterable[object], boundary_ids: set[int]) -> set[int]:
+def _reachable_ids(roots: Iterable[object], boundary_ids: set[int], **shared: Any) -> set[int]:
     """Ids of every object the program's globals reach, agents excluded."""
-    return set(_program_graph(roots, boundary_ids).index)
+    return set(_program_graph(roots, boundary_ids, **shared).index)
 
 
-def _program_graph(roots: Iterable[object], boundary_ids: set[int]) -> _Graph:
-    graph = _Graph(boundary_ids, set(), 0)
+def _program_graph(roots: Iterable[object], boundary_ids: set[int], **shared: Any) -> _Graph:
+    """``shared``: the measurement's handler table and buffers (see _Graph)."""
+    graph = _Graph(boundary_ids, set(), 0, **shared)
     for root in roots:
         graph.node(root)
     graph.expand_all()
+    graph.resolve_borrowed()
     return graph
 
 
@@ -427,15 +493,17 @@ def _measure_population(
     paths: bool = True,
     path_detail: bool = False,
     boundaries: Iterable[object] = (),
+    handlers: HandlerTable | None = None,
 ) -> PopulationSize:
     """measure_population with the collector already paused."""
     agent_list = list(agents)
     boundary_ids = {id(agent) for agent in agent_list}
     program_objects = list(boundaries)
-    global_ids = _reachable_ids(module_globals, boundary_ids)
+    shared: dict[str, Any] = {"handlers": handlers, "buffers": {}}
+    global_ids = _reachable_ids(module_globals, boundary_ids, **shared)
     boundary_bytes: int | None = None
     if program_objects:
-        program_graph = _program_graph(program_objects, boundary_ids)
+        program_graph = _program_graph(program_objects, boundary_ids, **shared)
         boundary_bytes = sum(program_graph.sizes)
         global_ids |= set(program_graph.index)
         del program_graph
@@ -460,7 +528,7 @@ def _measure_population(
     global_bit = 1 << global_bit_index
     # Seeds are compact masks (~bit position): building 1 << position for every
     # attribute of every agent would cost time quadratic in the population.
-    graph = _Graph(boundary_ids, global_ids, ~global_bit_index)
+    graph = _Graph(boundary_ids, global_ids, ~global_bit_index, **shared)
 
     # First every agent's own structure (its object and instance dict), so that an
     # agent holding another agent's dict reaches that dict, never through it.
@@ -513,6 +581,7 @@ def _measure_population(
                     graph.children[position].append(child)
         attribute_nodes.append(value_nodes)
     graph.expand_all()
+    graph.resolve_borrowed()
     masks = _propagate(graph)
 
     # Aggregate bytes by mask: few distinct masks, so per-bit work stays small. Masks
@@ -533,12 +602,19 @@ def _measure_population(
     for position, file_bytes in graph.file_sizes.items():
         mask = masks[position]
         file_by_mask[mask] = file_by_mask.get(mask, 0) + file_bytes
+    device_by_mask: dict[int, dict[str, int]] = {}
+    device_total: dict[str, int] = {}
+    for position, (device_name, device_bytes) in graph.device_sizes.items():
+        on_device = device_by_mask.setdefault(masks[position], {})
+        on_device[device_name] = on_device.get(device_name, 0) + device_bytes
+        device_total[device_name] = device_total.get(device_name, 0) + device_bytes
 
     agent_count = len(agent_list)
     exclusive = [0] * agent_count
     shared = [0] * agent_count
     amortized = [0.0] * agent_count
     file_backed = [0] * agent_count
+    devices: list[dict[str, float]] = [{} for _ in range(agent_count)]
     bit_count = global_bit_index
     deep = [0] * bit_count
     bit_exclusive = [0] * bit_count
@@ -583,6 +659,9 @@ def _measure_population(
         else:
             exclusive_total += heap_bytes
         per_agent = heap_bytes / sharers
+        for device_name, device_bytes in device_by_mask.get(mask, {}).items():
+            for agent_index in bits_by_agent:
+                devices[agent_index][device_name] = devices[agent_index].get(device_name, 0.0) + device_bytes / sharers
         for agent_index, bits in bits_by_agent.items():
             if is_shared:
                 shared[agent_index] += heap_bytes
@@ -651,6 +730,7 @@ def _measure_population(
                 amortized_bytes=amortized[agent_index],
                 file_backed_bytes=file_backed[agent_index],
                 attributes=sized_attributes if attribute_detail else [],
+                device_bytes=devices[agent_index],
             )
         )
     groups.sort(key=lambda group: group.bytes, reverse=True)
@@ -665,6 +745,7 @@ def _measure_population(
         shared_groups=groups[:max_shared_groups],
         unsized_objects=graph.unsized,
         paths=tree,
+        device_bytes=device_total,
     )
 
 
@@ -686,6 +767,7 @@ def _path_trees(
         objects=graph.objects,
         sizes=graph.sizes,
         file_sizes=graph.file_sizes,
+        device_sizes=graph.device_sizes,
         children=graph.children,
         sharers=[sharers_by_mask[mask] for mask in masks],
         module_global=[global_by_mask[mask] for mask in masks],
@@ -704,6 +786,16 @@ def describe_path_object(obj: object, detail: bool) -> dict[str, Any]:
     kind = type(obj)
     if kind in _ATOMIC_TYPES:
         return found
+    numpy = sys.modules.get("numpy")
+    if numpy is None or kind is not numpy.ndarray:
+        handler = default_table().handler_for(obj)
+        if handler is not None:
+            try:
+                described = handler.describe(obj)
+            except Exception:  # a handler that cannot describe one object: nothing to show
+                described = {}
+            if described:
+                return {key: described[key] for key in ("shape", "dtype", "device", "length") if key in described}
     shape = getattr(obj, "shape", None)
     dtype = getattr(obj, "dtype", None)
     if isinstance(shape, tuple) and dtype is not None:
@@ -717,7 +809,6 @@ def describe_path_object(obj: object, detail: bool) -> dict[str, Any]:
         found["dtype"] = name
     elif isinstance(obj, (list, tuple, dict, set, frozenset)) or type(obj).__name__ == "deque":
         found["length"] = len(obj)  # type: ignore[arg-type]
-    numpy = sys.modules.get("numpy")
     array: Any = obj
     if detail and numpy is not None and kind is numpy.ndarray and array.dtype != object and array.dtype.fields is None and array.size:
         found["zero_fraction"] = 1.0 - int(numpy.count_nonzero(array)) / int(array.size)
@@ -733,6 +824,7 @@ def measure_population(
     paths: bool = True,
     path_detail: bool = False,
     boundaries: Iterable[object] = (),
+    handlers: HandlerTable | None = None,
 ) -> PopulationSize:
     """Size a whole population in one walk.
 
@@ -742,6 +834,8 @@ def measure_population(
     as it never enters another agent (a model that owns the agents): what they reach
     is the program's, and an object an agent holds itself, that a boundary also holds
     (an agent's log in the model's list of logs), stays the agent's.
+    ``handlers`` sizes library objects (fa_memtool.buffers; default: the installed
+    plugins' handlers).
     With ``attribute_detail`` every top-level attribute gets its own split, and with
     ``paths`` each agent (and the population) a bounded tree of the paths inside its
     attributes (fa_memtool.pathtree); ``path_detail`` adds each array's zero fraction.
@@ -762,6 +856,7 @@ def measure_population(
             paths=paths,
             path_detail=path_detail,
             boundaries=boundaries,
+            handlers=handlers,
         )
     finally:
         if collecting:
@@ -773,4 +868,5 @@ def deep_size(obj: object) -> int:
     graph = _Graph(set(), set(), 0)
     graph.node(obj)
     graph.expand_all()
+    graph.resolve_borrowed()
     return sum(graph.sizes)

@@ -797,7 +797,12 @@ def test_pymdp_models_inside_wrappers_shrink_five_times_with_identical_actions(t
     optimized = module.create_agents(PYMDP_AGENTS, SEED)
     fa_memtool.apply_plan(optimized, run.plan_path)
     assert all(agent.agent.B[0] is optimized[0].agent.B[0] for agent in optimized), "one shared B[0]"
-    assert run_steps(optimized, PYMDP_STEPS) == run_steps(originals, PYMDP_STEPS)
+    # pymdp breaks ties between equally good actions with numpy's global generator:
+    # both runs start from one state, as fa-mem's replay gives each population.
+    np.random.seed(SEED)
+    optimized_actions = run_steps(optimized, PYMDP_STEPS)
+    np.random.seed(SEED)
+    assert optimized_actions == run_steps(originals, PYMDP_STEPS)
 
 
 # -- 7. the explorer sample agent -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Wrapper agents that each hold their own pymdp 0.0.7.1 ``Agent`` as ``self.agent``.
+"""Wrapper agents that each hold their own numpy pymdp ``Agent`` (``pymdp.legacy`` in pymdp 1.x,
+the API of 0.0.7) as ``self.agent``.
 
 A 12 x 12 grid world (144 cells, 5 moves: stay, north, south, east, west), built with
 ``pymdp.utils`` the way pymdp's tutorials build theirs:
@@ -20,8 +21,8 @@ deterministic action as an int.
 from __future__ import annotations
 
 import numpy as np
-from pymdp import utils
-from pymdp.agent import Agent
+from pymdp.legacy import utils
+from pymdp.legacy.agent import Agent
 
 WIDTH = HEIGHT = 12
 CELLS = WIDTH * HEIGHT
