@@ -2,8 +2,9 @@
 
 Candidates are paths whose float64 arrays (64 KiB or more together) all survive the
 round trip to float32 within the run's rtol/atol on every agent; the saving is half the
-bytes of the arrays that replacing really frees. Whether behaviour survives is for
-replay to prove.
+bytes of the arrays that replacing really frees. torch tensors that require no gradient
+and JAX arrays go one step narrower the same way: float64 to float32, float32 to
+float16. Whether behaviour survives is for replay to prove.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from fa_memtool.hookspecs import AnalysisContext, Candidate, PluginInfo, hookimpl
 
 from ._common import format_bytes, freed_values, kept_alive_note, operand, path_groups, plain_arrays, transform
+from ._tensors import dtype_name, library_arrays, lowered as lowered_tensor, narrower_float, replaceable
 
 NAME = "lower-precision"
 PRIORITY = 10  # before the containers: they keep the dtype they are given, so both apply
@@ -43,7 +45,12 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
     candidates = []
     for path, members in path_groups(agents, context).items():
         arrays = plain_arrays(members, kinds="f")
-        if arrays is None or not all(array.dtype == numpy.float64 for array in arrays):
+        if arrays is None:
+            tensors = library_arrays(members)
+            if tensors is not None:
+                candidates.extend(_tensor_candidates(path, members, tensors, context, len(agents)))
+            continue
+        if not all(array.dtype == numpy.float64 for array in arrays):
             continue
         if sum(int(array.nbytes) for array in arrays) < MIN_ARRAY_BYTES:
             continue
@@ -85,11 +92,52 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
     return candidates
 
 
+def _tensor_candidates(path: str, members: Any, tensors: list[Any], context: AnalysisContext, agents: int) -> list[Candidate]:
+    """torch tensors / JAX arrays of one float dtype that survive the next narrower one."""
+    sources = {dtype_name(tensor) for tensor in tensors}
+    targets = {narrower_float(tensor) for tensor in tensors}
+    if len(sources) != 1 or len(targets) != 1 or None in targets:
+        return []
+    libraries = {_library(tensor) for tensor in tensors}
+    if len(libraries) != 1:
+        return []
+    (source,), (target,), (library,) = sources, targets, libraries
+    if sum(int(tensor.nbytes) for tensor in tensors) < MIN_ARRAY_BYTES:
+        return []
+    for tensor in tensors:
+        if lowered_tensor(tensor, target, context.rtol, context.atol) is None:
+            return []
+    free, alive = freed_values(members, tensors)
+    total = sum(int(tensor.nbytes) for tensor in free)
+    saved = total / 2
+    if saved <= 0:
+        return []
+    tolerance = f"rtol={context.rtol:g}, atol={context.atol:g}"
+    return [
+        Candidate(
+            plugin=NAME,
+            attribute=path,
+            estimated_bytes_saved_per_agent=saved / agents,
+            reason=f"{len(tensors)} {source} tensors survive {target} within {tolerance}" + kept_alive_note(alive),
+            parameters={"dtype": target, "rtol": context.rtol, "atol": context.atol, "values": "tensors", "library": library},
+            kind=f"{target}-safe",
+            message=(
+                f"{path}: {source} values survive {target} within {tolerance} ({len(tensors)} tensor(s) checked); "
+                f"halves {format_bytes(total)}" + kept_alive_note(alive)
+            ),
+            evidence={"arrays": len(tensors), "arrays_checked": len(tensors), "rtol": context.rtol, "atol": context.atol, "kept_alive": len(alive)},
+        )
+    ]
+
+
 @hookimpl
 def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     if candidate.plugin != NAME:
         return None
     import numpy
+
+    if candidate.parameters.get("values") == "tensors":
+        return _apply_to_tensors(agents, candidate)
 
     from fa_memtool.containers.precision import lower_precision
 
@@ -109,10 +157,36 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     return True
 
 
+def _library(value: Any) -> str:
+    return "torch" if type(value).__module__.startswith("torch") else "jax"
+
+
+def _apply_to_tensors(agents: list[Any], candidate: Candidate) -> bool:
+    rtol = float(candidate.parameters.get("rtol", 1e-5))
+    atol = float(candidate.parameters.get("atol", 1e-8))
+    target = str(candidate.parameters["dtype"])
+
+    def lowered(value: Any) -> Any:
+        if not replaceable(value) or narrower_float(value) != target:
+            return value
+        converted = lowered_tensor(value, target, rtol, atol)
+        if converted is None:
+            raise ValueError(f"a tensor no longer survives {target} within the tolerance")
+        return converted
+
+    transform(agents, candidate.attribute, lowered)
+    return True
+
+
 @hookimpl
 def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
     if candidate.plugin != NAME:
         return None
     # astype always returns an array (lower_precision may return None): the replay
     # proved the values at this path survive, new data is the user's to check.
-    return f'{operand(expression)}.astype("{candidate.parameters.get("dtype", TARGET)}")'
+    dtype = candidate.parameters.get("dtype", TARGET)
+    if candidate.parameters.get("values") == "tensors":
+        if candidate.parameters.get("library") == "torch":
+            return f"{operand(expression)}.to(torch.{dtype})"
+        return f'{operand(expression)}.astype("{dtype}")'
+    return f'{operand(expression)}.astype("{dtype}")'

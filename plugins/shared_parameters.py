@@ -1,4 +1,5 @@
-"""shared-parameters: one read-only copy of arrays identical across agents.
+"""shared-parameters: one read-only copy of arrays identical across agents (numpy arrays,
+torch tensors that require no gradient, JAX arrays).
 
 Agents built from one template often each hold a copy of the same matrices. This
 plugin finds the paths whose arrays have identical contents (dtype, shape, bytes)
@@ -17,6 +18,7 @@ from typing import Any
 from fa_memtool.hookspecs import AnalysisContext, Candidate, PluginInfo, hookimpl
 
 from ._common import format_bytes, freed_values, kept_alive_note, path_groups, plain_arrays, transform
+from ._tensors import library_arrays, replaceable
 
 NAME = "shared-parameters"
 PRIORITY = 20
@@ -29,15 +31,17 @@ def fa_mem_plugin_info() -> PluginInfo:
     return PluginInfo(NAME, "arrays identical across agents -> one shared read-only copy", PRIORITY)
 
 
-def duplicate_groups(arrays: Sequence[Any]) -> list[list[Any]]:
-    """Distinct arrays grouped by content (the pool's content key), only the groups of
-    two or more, each of at least IDENTICAL_MIN_BYTES."""
-    from fa_memtool.containers.shared import content_key
+def duplicate_groups(arrays: Sequence[Any], *, tensors: bool = False) -> list[list[Any]]:
+    """Distinct arrays grouped by content (the pool's content key; for torch tensors
+    and JAX arrays, the pool's tensor key), only the groups of two or more, each of at
+    least IDENTICAL_MIN_BYTES."""
+    from fa_memtool.containers.shared import _tensor_content, content_key
 
-    groups: dict[tuple[str, tuple[int, ...], bytes], list[Any]] = {}
+    groups: dict[Any, list[Any]] = {}
     for array in arrays:
-        if array.nbytes >= IDENTICAL_MIN_BYTES:
-            groups.setdefault(content_key(array), []).append(array)
+        if int(array.nbytes) >= IDENTICAL_MIN_BYTES:
+            key = _tensor_content(array)[2] if tensors else content_key(array)
+            groups.setdefault(key, []).append(array)
     return [members for members in groups.values() if len(members) > 1]
 
 
@@ -46,9 +50,12 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
     candidates = []
     for path, members in path_groups(agents, context).items():
         arrays = plain_arrays(members, kinds=SHAREABLE_KINDS)
-        if arrays is None:
-            continue
-        groups = duplicate_groups(arrays)
+        tensors = arrays is None
+        if tensors:
+            arrays = library_arrays(members)  # torch tensors without gradients, JAX arrays
+            if arrays is None:
+                continue
+        groups = duplicate_groups(arrays, tensors=tensors)
         if not groups:
             continue
         free, alive = freed_values(members, [array for group in groups for array in group])
@@ -69,6 +76,7 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
                     f"{path}: {copies} arrays hold only {len(groups)} distinct contents; one shared read-only "
                     f"copy of each saves {format_bytes(saved)} in the population" + kept_alive_note(alive)
                 ),
+                parameters={"values": "tensors"} if tensors else {},
                 evidence={"copies": copies, "distinct_contents": len(groups), "kept_alive": len(alive)},
             )
         )
@@ -90,6 +98,8 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
     def share(value: Any) -> Any:
         if type(value) is numpy.ndarray and value.dtype.kind in SHAREABLE_KINDS:
             return pool.share(value)
+        if candidate.parameters.get("values") == "tensors" and replaceable(value):
+            return pool.share_tensor(value)
         return value
 
     transform(agents, candidate.attribute, share)
@@ -100,4 +110,5 @@ def fa_mem_apply(agents: list[Any], candidate: Candidate) -> bool | None:
 def fa_mem_adoption(candidate: Candidate, expression: str) -> str | None:
     if candidate.plugin != NAME:
         return None
-    return f"get_shared_pool().share({expression})"
+    method = "share_tensor" if candidate.parameters.get("values") == "tensors" else "share"
+    return f"get_shared_pool().{method}({expression})"

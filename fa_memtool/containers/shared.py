@@ -31,6 +31,13 @@ change). Content identity is the lossless, type-exact, order-keeping encoding of
 dicts with the same items in another order); a digest match is confirmed by comparing
 the encodings in full.
 
+``share_tensor(value)`` does the same for torch tensors and JAX arrays. JAX arrays are
+immutable, so the first array of a content is itself the shared one. torch has no
+read-only tensors: the pooled tensor is a detached copy that requires no gradient (a
+``Parameter`` stays a ``Parameter``), and an agent that writes into it in place changes
+it for every agent, which is why fa-mem shares only tensors that require no gradient
+and keeps a sharing only when a replay shows identical behaviour.
+
 The pool keeps strong references: pooled arrays and structures live until ``clear()``
 (or until the pool itself is garbage), even when no agent uses them any more.
 """
@@ -123,6 +130,9 @@ class SharedParameterPool:
         # structures handed out, by id, so sharing one again returns it unchanged.
         self._structures: dict[bytes, list[tuple[bytes, Any]]] = {}
         self._structure_ids: dict[int, Any] = {}
+        # (library, dtype, shape, device, digest) -> [(content bytes, pooled tensor or array)]
+        self._tensors: dict[tuple[Any, ...], list[tuple[bytes, Any]]] = {}
+        self._tensor_ids: dict[int, Any] = {}
 
     def __len__(self) -> int:
         """Number of distinct arrays held."""
@@ -150,6 +160,8 @@ class SharedParameterPool:
             self._hits = self._bytes_saved = self._stored_bytes = 0
             self._structures = {}
             self._structure_ids = {}
+            self._tensors = {}
+            self._tensor_ids = {}
 
     def share(self, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Return the pooled, read-only array with the same content as ``array``.
@@ -227,6 +239,26 @@ class SharedParameterPool:
             self._structure_ids[id(frozen)] = frozen
             return frozen
 
+    def share_tensor(self, value: Any) -> Any:
+        """The pooled torch tensor or JAX array with the same content (dtype, shape,
+        device and every byte) as ``value``; ``value`` itself is never modified.
+        Passing one the pool handed out returns it unchanged."""
+        if self._tensor_ids.get(id(value)) is value:
+            return value
+        library, content, key = _tensor_content(value)
+        with self._lock:
+            bucket = self._tensors.setdefault(key, [])
+            for known, pooled in bucket:
+                if known == content:
+                    self._hits += 1
+                    self._bytes_saved += len(content)
+                    return pooled
+            pooled = value if library == "jax" else _detached_copy(value)
+            bucket.append((content, pooled))
+            self._tensor_ids[id(pooled)] = pooled
+            self._stored_bytes += len(content)
+            return pooled
+
     def share_tree(self, value: Any) -> Any:
         """Pool every numeric array inside ``value`` and return the rebuilt structure.
 
@@ -282,6 +314,37 @@ class SharedParameterPool:
 
 _default_pool: SharedParameterPool | None = None
 _default_pool_lock = threading.Lock()
+
+
+def _tensor_content(value: Any) -> tuple[str, bytes, tuple[Any, ...]]:
+    """(library, exact content bytes, lookup key) of a torch tensor or JAX array."""
+    import sys
+
+    torch, jax = sys.modules.get("torch"), sys.modules.get("jax")
+    if torch is not None and isinstance(value, torch.Tensor):
+        if value.layout is not torch.strided:
+            raise TypeError(f"share_tensor() takes a dense tensor, not a {value.layout} one")
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        content = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+        digest = hashlib.blake2b(content, digest_size=32).digest()
+        return "torch", content, ("torch", str(value.dtype), tuple(value.shape), str(value.device), type(value).__name__, digest)
+    if jax is not None and isinstance(value, jax.Array):
+        host = np.asarray(value)
+        content = np.ascontiguousarray(host).tobytes()
+        digest = hashlib.blake2b(content, digest_size=32).digest()
+        devices = tuple(sorted(str(device) for device in value.devices()))
+        return "jax", content, ("jax", str(value.dtype), tuple(value.shape), devices, digest)
+    raise TypeError(f"share_tensor() takes a torch tensor or a JAX array, not {type(value).__name__}")
+
+
+def _detached_copy(tensor: Any) -> Any:
+    import sys
+
+    torch = sys.modules["torch"]
+    copied = tensor.detach().clone()
+    if isinstance(tensor, torch.nn.Parameter):
+        return torch.nn.Parameter(copied, requires_grad=False)
+    return copied
 
 
 def get_shared_pool() -> SharedParameterPool:
