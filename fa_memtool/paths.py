@@ -320,12 +320,14 @@ def _slot_names(kind: type) -> tuple[str, ...]:
     return found
 
 
-def labelled_children(obj: Any) -> list[tuple[Step, Any]]:
+def labelled_children(obj: Any, handlers: Any = None) -> list[tuple[Step, Any]]:
     """The objects ``obj`` holds as data, each with the step that reaches it.
 
     Dicts give their values by key (keys are the dict's own memory), sequences and
-    object arrays their items by position, sets their items as ``[*]``, other objects
-    their attributes. Functions, classes, modules and scalars hold no data paths.
+    object arrays their items by position, sets their items as ``[*]``, library objects
+    as their buffer handler names them (``handlers``: a ``fa_memtool.buffers.HandlerTable``,
+    default the installed handlers), other objects their attributes. Functions,
+    classes, modules and scalars hold no data paths.
     """
     if isinstance(obj, dict):
         return [(Step("key", key), value) for key, value in obj.items()]
@@ -337,7 +339,7 @@ def labelled_children(obj: Any) -> list[tuple[Step, Any]]:
         return []
     numpy = _numpy()
     if numpy is None or type(obj) is not numpy.ndarray:
-        named = _handler_children(obj)
+        named = _handler_children(obj, handlers)
         if named is not None:
             return named
     if numpy is not None and isinstance(obj, numpy.ndarray):
@@ -352,11 +354,13 @@ def labelled_children(obj: Any) -> list[tuple[Step, Any]]:
         return []
 
 
-def _handler_children(obj: Any) -> list[tuple[Step, Any]] | None:
+def _handler_children(obj: Any, handlers: Any) -> list[tuple[Step, Any]] | None:
     """A library object's children as its buffer handler names them (fa_memtool.buffers)."""
-    from fa_memtool.buffers import default_table
+    if handlers is None:
+        from fa_memtool.buffers import default_table
 
-    handler = default_table().handler_for(obj)
+        handlers = default_table()
+    handler = handlers.handler_for(obj)
     if handler is None:
         return None
     try:

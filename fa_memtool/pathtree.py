@@ -92,6 +92,7 @@ class Forest:
         children: list[list[int]],
         sharers: list[int],
         module_global: list[bool],
+        label: Callable[[object], list[tuple[Step, Any]]] = labelled_children,
     ) -> None:
         self.objects = objects
         self.sizes = sizes
@@ -110,6 +111,7 @@ class Forest:
         self.amortized = [0.0] * count
         self.file = [0.0] * count
         self.file_sizes = file_sizes
+        self.label = label  # the steps that name an object's children (fa_memtool.paths)
         self.device = [0.0] * count
         self.device_sizes = device_sizes or {}
         self._vectors: Any = None  # the four figures as one numpy array, for large rows
@@ -139,6 +141,7 @@ class Forest:
                 queue.append(root)
         aliases, foreign = self.aliases, self.foreign
         extra_deep, extra_amortized, sharers = self.deep, self.amortized, self.sharers
+        off_host = self.device_sizes  # accelerator buffers: no host bytes, still a row's memory
         tree = self.tree
         while queue:
             node = queue.popleft()
@@ -155,7 +158,7 @@ class Forest:
                     claimed.append(child)
                 elif up == node:
                     continue
-                elif edges[child] or sizes[child] >= MIN_ROW_BYTES:
+                elif edges[child] or sizes[child] >= MIN_ROW_BYTES or child in off_host:
                     if owner[child] == agent:  # a second holder inside the same agent
                         known = aliases.setdefault(child, [])
                         if len(known) < MAX_ALIASES and node not in known:
@@ -215,7 +218,7 @@ class Forest:
         found = self._labels.get(node)
         if found is None:
             found = {}
-            for step, child in labelled_children(self.objects[node]):
+            for step, child in self.label(self.objects[node]):
                 found.setdefault(id(child), step)
             self._labels[node] = found
         return found

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fa_memtool.buffers import ExternalBuffer, HandlerTable, default_table
-from fa_memtool.paths import object_attributes
+from fa_memtool.paths import labelled_children, object_attributes
 from fa_memtool.pathtree import Forest, PathNode
 
 __all__ = [
@@ -771,15 +771,16 @@ def _path_trees(
         children=graph.children,
         sharers=[sharers_by_mask[mask] for mask in masks],
         module_global=[global_by_mask[mask] for mask in masks],
+        label=lambda obj: labelled_children(obj, graph.handlers),
     )
     forest.claim_all(roots)
-    return forest.population_tree(roots, detail=detail, describe=describe_path_object)
+    return forest.population_tree(roots, detail=detail, describe=lambda obj, detail: describe_path_object(obj, detail, graph.handlers))
 
 
 _DTYPE_NAMES: dict[Any, str] = {}
 
 
-def describe_path_object(obj: object, detail: bool) -> dict[str, Any]:
+def describe_path_object(obj: object, detail: bool, handlers: HandlerTable | None = None) -> dict[str, Any]:
     """Shape, dtype and length of an object in the tree; with ``detail``, the zero
     fraction of a numeric array too (it reads every element: the final sample only)."""
     found: dict[str, Any] = {}
@@ -788,7 +789,7 @@ def describe_path_object(obj: object, detail: bool) -> dict[str, Any]:
         return found
     numpy = sys.modules.get("numpy")
     if numpy is None or kind is not numpy.ndarray:
-        handler = default_table().handler_for(obj)
+        handler = (default_table() if handlers is None else handlers).handler_for(obj)
         if handler is not None:
             try:
                 described = handler.describe(obj)

@@ -111,6 +111,13 @@ class TorchHandler(BufferHandler):
                 found.append(storage)
         return tuple(found)
 
+    def own_size(self, obj: Any) -> int:
+        torch = _module("torch")
+        if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+            return sys.getsizeof(obj)
+        # A storage's __sizeof__ adds its bytes, which are its buffer.
+        return object.__sizeof__(obj)
+
     def referents(self, obj: Any) -> list[object]:
         torch = _module("torch")
         held = list(gc.get_referents(obj))
@@ -134,7 +141,9 @@ class TorchHandler(BufferHandler):
         (``policy[0].weight``, ``encoder.norm.running_mean``), then its other attributes."""
         torch = _module("torch")
         if not isinstance(obj, torch.nn.Module):
-            return None
+            # A tensor names no data paths; reading its __dict__ would make torch
+            # create one, and the walk must not add to what it measures.
+            return []
         state = getattr(obj, "__dict__", {})
         indexed = isinstance(obj, (torch.nn.Sequential, torch.nn.ModuleList))
         found: list[tuple[Step, Any]] = []
