@@ -24,18 +24,73 @@ if TYPE_CHECKING:  # pluggy is imported only when suggestions are made
 MIN_ARRAY_BYTES = 64 * 1024  # buffers smaller than this live in touched heap pages (residency)
 
 
-def numeric_arrays(value: Any) -> list[Any]:
+class HostViews:
+    """numpy views of torch tensors' and JAX arrays' host memory, one base per buffer.
+
+    A tensor's view is a numpy array over its own elements whose base is one array
+    over its whole storage, so a slice of a replay buffer and the buffer itself lead to
+    one owner (counted once, its residency read once), as numpy views of one array do.
+    Views are made only for dense CPU memory of a dtype numpy has (not bfloat16).
+    """
+
+    def __init__(self) -> None:
+        self._bases: dict[tuple[str, int], Any] = {}
+
+    def view(self, item: Any) -> Any | None:
+        import sys
+
+        import numpy
+
+        torch, jax = sys.modules.get("torch"), sys.modules.get("jax")
+        try:
+            if torch is not None and isinstance(item, torch.Tensor):
+                if item.layout is not torch.strided or item.device.type != "cpu" or item.is_meta:
+                    return None
+                tensor = item.detach()
+                if tensor.is_conj() or tensor.is_neg():
+                    return None
+                storage = tensor.untyped_storage()
+                size = tensor.element_size()
+                key = ("torch", int(storage.data_ptr()))
+                base = self._bases.get(key)
+                if base is None:
+                    whole = torch.empty(0, dtype=tensor.dtype).set_(storage, 0, (int(storage.nbytes()) // size,))
+                    base = self._bases[key] = whole.numpy()
+                strides = tuple(int(stride) * size for stride in tensor.stride())
+                return numpy.ndarray(tuple(tensor.shape), dtype=base.dtype, buffer=base, offset=int(tensor.storage_offset()) * size, strides=strides)
+            array_type = getattr(jax, "Array", None) if jax is not None else None
+            if isinstance(array_type, type) and isinstance(item, array_type) and not item.is_deleted():
+                if any(device.platform != "cpu" for device in item.devices()) or len(item.devices()) != 1:
+                    return None
+                key = ("jax", int(item.unsafe_buffer_pointer()))
+                base = self._bases.get(key)
+                if base is None:
+                    base = self._bases[key] = numpy.asarray(item)
+                return base
+        except Exception:  # a dtype numpy lacks (bfloat16), a backend without pointers
+            return None
+        return None
+
+
+def numeric_arrays(value: Any, host_views: HostViews | None = None) -> list[Any]:
     """The numeric arrays an attribute holds directly or one container level down, for
     its report row (array bytes, zeros, residency) and its allocation site.
 
     Object arrays (pymdp-style arrays of matrices), lists, tuples, deques and dict
     values are opened. The suggestions look deeper: every path (fa_memtool.holdings).
+    With ``host_views``, torch tensors and JAX arrays in host memory count as arrays too
+    (through numpy views of their memory, see HostViews).
     """
     import numpy
 
     found: list[Any] = []
 
     def visit(item: Any, depth: int) -> None:
+        if host_views is not None and not isinstance(item, (numpy.ndarray, list, tuple, deque, dict)):
+            viewed = host_views.view(item)
+            if viewed is not None and viewed.dtype.fields is None:
+                found.append(viewed)
+                return
         if isinstance(item, numpy.ndarray):
             if item.dtype == object:
                 if depth < 3:
@@ -85,25 +140,25 @@ def zero_fraction(arrays: Sequence[Any]) -> float | None:
 
 
 def describe_value(value: Any) -> tuple[list[int] | None, str | None, int | None]:
-    """Shape, dtype and length of a value, where it has them."""
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
+    """Shape, dtype and length of a value, where it has them (shape and dtype as the
+    tree of paths shows them: a tensor's dtype is "float32", as its buffer handler says)."""
+    from fa_memtool.sizing import describe_path_object
+
+    described = describe_path_object(value, False)
     length: int | None
     try:
         length = len(value) if not isinstance(value, (str, bytes)) else None
     except Exception:
         length = None
-    return (
-        [int(extent) for extent in shape] if isinstance(shape, tuple) else None,
-        str(dtype) if dtype is not None else None,
-        length,
-    )
+    return described.get("shape"), described.get("dtype"), length
 
 
 def resident_of(arrays: Sequence[Any]) -> int | None:
     """Resident bytes of the arrays' buffers (small buffers live in touched heap pages)."""
     owners = distinct_owners(arrays)
-    large = [owner for owner in owners if owner.nbytes >= MIN_ARRAY_BYTES and owner.flags.owndata]
+    # An owner that does not own its data but has no numpy base is a view of another
+    # library's memory (a tensor's storage): its pages are measured like an owner's.
+    large = [owner for owner in owners if owner.nbytes >= MIN_ARRAY_BYTES and (owner.flags.owndata or owner.base is not None)]
     large_ids = {id(owner) for owner in large}
     small = sum(int(owner.nbytes) for owner in owners if id(owner) not in large_ids)
     if not large:

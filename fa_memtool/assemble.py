@@ -33,8 +33,9 @@ def attribute_agents(
     # every array, which would map untouched pages.
     arrays_of: list[dict[str, list[Any]]] = []
     owner_resident: dict[int, int | None] = {}
+    host_views = analysis.HostViews()  # tensors' and JAX arrays' host memory, one base per buffer
     for named in per_agent_values:
-        arrays_of.append({name: analysis.numeric_arrays(value) for name, value in named.items()})
+        arrays_of.append({name: analysis.numeric_arrays(value, host_views) for name, value in named.items()})
         for arrays in arrays_of[-1].values():
             for owner in analysis.distinct_owners(arrays):
                 if id(owner) not in owner_resident:

@@ -70,6 +70,9 @@ def _summary(report: Report) -> Panel:
         grid.add_row("model", f"{format_bytes(population.model_bytes)} held by the model itself (the program's; charged to no agent)")
     if population.file_backed_bytes:
         grid.add_row("file-backed", format_bytes(population.file_backed_bytes) + " memory-mapped (not heap)")
+    if population.device_bytes:
+        on_devices = ", ".join(f"{device} {format_bytes(size)}" for device, size in sorted(population.device_bytes.items()))
+        grid.add_row("on accelerators", on_devices + " distinct (not in host bytes or RSS)")
     if population.marginal_rss_per_agent is not None and report.scaling is not None:
         points = report.scaling.points
         sizes = ", ".join(str(point.agents) for point in points)
