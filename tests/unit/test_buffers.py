@@ -583,3 +583,29 @@ def test_buffer_handler_defaults_size_like_getsizeof() -> None:
     without = measure_population(agents, handlers=HandlerTable([]))
     assert with_silent.distinct_bytes == without.distinct_bytes
     assert with_silent.device_bytes == {}
+
+
+def test_fa_mem_never_imports_an_array_library_itself() -> None:
+    """Handlers look in sys.modules: sizing, naming, analysing and replaying numpy
+    agents in a fresh interpreter imports none of the optional libraries."""
+    import subprocess
+    import sys as _sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "import fa_memtool.child, fa_memtool.optimize\n"
+        "from fa_memtool.sizing import measure_population, deep_size\n"
+        "from fa_memtool.plugins import plugin_manager, analyse\n"
+        "from fa_memtool.hookspecs import AnalysisContext\n"
+        "from fa_memtool.replay import RandomStream, compare_agents\n"
+        "class A:\n"
+        "    def __init__(self): self.w = np.ones((64, 64)); self.h = [np.zeros(3)]\n"
+        "agents = [A(), A()]\n"
+        "measure_population(agents); deep_size(agents)\n"
+        "analyse(plugin_manager(), agents, AnalysisContext(), ['shared-parameters', 'lower-precision'])\n"
+        "with RandomStream().active(): compare_agents(agents, agents, 1e-5, 1e-8)\n"
+        "print(sorted(name for name in ('torch', 'jax', 'pandas', 'pyarrow', 'scipy') if name in sys.modules))\n"
+    )
+    found = subprocess.run([_sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
