@@ -136,7 +136,8 @@ class HandlerTable:
 
     def __init__(self, handlers: Iterable[BufferHandler] | None = None) -> None:
         self.handlers = list(installed_handlers() if handlers is None else handlers)
-        self._by_type: dict[type, BufferHandler | None] = {}
+        # type -> its handler (None: the generic rules); read directly by the sizer's loop
+        self.by_type: dict[type, BufferHandler | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.handlers)
@@ -144,7 +145,7 @@ class HandlerTable:
     def handler_for(self, obj: object) -> BufferHandler | None:
         kind = type(obj)
         try:
-            return self._by_type[kind]
+            return self.by_type[kind]
         except KeyError:
             pass
         found: BufferHandler | None = None
@@ -155,7 +156,7 @@ class HandlerTable:
                     break
             except Exception:  # a handler that cannot decide does not size the type
                 continue
-        self._by_type[kind] = found
+        self.by_type[kind] = found
         return found
 
 

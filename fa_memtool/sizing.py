@@ -67,6 +67,7 @@ _PROGRAM_TYPES: tuple[type, ...] = (
 # gc referents are exactly their items: the fast paths of the walk.
 _ATOMIC_TYPES = frozenset({str, bytes, int, float, complex, bool, range, type(None)})
 _CONTAINER_TYPES = frozenset({list, tuple, set, frozenset})
+_UNRESOLVED = object()  # a type the handler table has not been asked about yet
 _SINGLETONS = frozenset(map(id, (None, True, False, Ellipsis, NotImplemented, (), "")))
 SELF_ATTRIBUTE = "(object)"  # the agent's own header, instance dict and attribute names
 
@@ -192,14 +193,13 @@ class _Graph:
             self.sizes[position] = self._own_size(obj)
         return position
 
-    def _own_size(self, obj: object) -> int:
-        kind = type(obj)
+    def _own_size(self, obj: object, handler: Any = None) -> int:
+        """The object's own bytes: its handler's figure, else ``sys.getsizeof``."""
         try:
-            if kind in _ATOMIC_TYPES or kind in _CONTAINER_TYPES or kind is dict:
-                return sys.getsizeof(obj)
-            if kind is ExternalBuffer:
+            if type(obj) is ExternalBuffer:
                 return obj.nbytes if obj.host else 0  # type: ignore[attr-defined]
-            handler = self.handlers.handler_for(obj)
+            if handler is None and type(obj) not in _ATOMIC_TYPES and type(obj) not in _CONTAINER_TYPES and type(obj) is not dict:
+                handler = self.handlers.handler_for(obj)
             if handler is not None:
                 return int(handler.own_size(obj))
             return sys.getsizeof(obj)
@@ -209,17 +209,39 @@ class _Graph:
 
     def expand_all(self) -> None:
         # The hot loop of every measurement: known objects are found with one dict
-        # lookup; only first sightings go through node()'s checks.
+        # lookup; only first sightings go through node()'s checks. Each object's type
+        # is looked up once: plain containers directly, then the buffer handlers
+        # (resolved once per type), then the generic rules.
         pending, objects, sizes, children = self.pending, self.objects, self.sizes, self.children
-        index, boundary, node, referents_of, own_size = self.index, self.boundary_ids, self.node, self.referents, self._own_size
+        index, boundary, node = self.index, self.boundary_ids, self.node
+        own_size, plain_referents, handled_referents = self._own_size, self._plain_referents, self._handled_referents
+        handler_of, resolve = self.handlers.by_type, self.handlers.handler_for
+        getsizeof, get_referents = sys.getsizeof, gc.get_referents
         while pending:
             position = pending.pop()
             obj = objects[position]
-            sizes[position] = own_size(obj)
-            if type(obj) in _ATOMIC_TYPES:
+            kind = type(obj)
+            if kind in _ATOMIC_TYPES:
+                sizes[position] = getsizeof(obj)
                 continue
+            if kind in _CONTAINER_TYPES:
+                sizes[position] = getsizeof(obj)
+                referents: Iterable[object] = get_referents(obj)
+            elif kind is dict:
+                sizes[position] = getsizeof(obj)
+                referents = [*obj.keys(), *get_referents(obj)]  # type: ignore[attr-defined]
+            else:
+                handler = handler_of.get(kind, _UNRESOLVED)
+                if handler is _UNRESOLVED:
+                    handler = resolve(obj)
+                if handler is None or kind is ExternalBuffer:
+                    sizes[position] = own_size(obj)
+                    referents = plain_referents(obj, kind)
+                else:
+                    sizes[position] = own_size(obj, handler)
+                    referents = handled_referents(handler, obj)
             edges = children[position]
-            for referent in referents_of(obj):
+            for referent in referents:
                 key = id(referent)
                 if key in boundary:
                     continue
@@ -244,13 +266,17 @@ class _Graph:
             # A dict whose keys are all strings does not report its keys to the
             # collector (strings cannot form cycles); they are still its memory.
             return [*obj.keys(), *gc.get_referents(obj)]  # type: ignore[attr-defined]
+        handler = self.handlers.handler_for(obj) if kind is not ExternalBuffer else None
+        if handler is not None:
+            return self._handled_referents(handler, obj)
+        return self._plain_referents(obj, kind)
+
+    def _plain_referents(self, obj: object, kind: type) -> Iterable[object]:
+        """Referents by the generic rules (no buffer handler sizes ``obj``)."""
         if kind is ExternalBuffer:
             if not obj.host:  # type: ignore[attr-defined]
                 self.device_sizes[self.index[id(obj)]] = (obj.device, obj.nbytes)  # type: ignore[attr-defined]
             return ()
-        handler = self.handlers.handler_for(obj)
-        if handler is not None:
-            return self._handled_referents(handler, obj)
         if isinstance(obj, mmap.mmap):
             try:
                 self.file_sizes[self.index[id(obj)]] = len(obj)
