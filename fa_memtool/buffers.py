@@ -35,6 +35,7 @@ __all__ = [
     "HandlerTable",
     "default_table",
     "installed_handlers",
+    "prepare_libraries",
 ]
 
 DEFAULT_PRIORITY = 100
@@ -73,6 +74,13 @@ class BufferHandler:
         """The types this handler sizes, among the libraries already imported
         (``sys.modules``); () while none is. Subclasses are included."""
         return ()
+
+    def prepare(self) -> None:
+        """Called once in a measuring process, after the program's module is imported
+        and before anything is built or traced: import what the library would import
+        lazily while the agents are built (torch imports its compiler stack when the
+        first optimizer is made), so that cost lands in the import phase, not in the
+        traced build. Must do nothing when the library is not imported."""
 
     def matches(self, kind: type, example: object) -> bool:
         """Whether this handler sizes objects of ``kind`` (``example`` is the first one
@@ -158,6 +166,17 @@ class HandlerTable:
                 continue
         self.by_type[kind] = found
         return found
+
+
+def prepare_libraries(handlers: Iterable[BufferHandler] | None = None) -> None:
+    """Every handler's ``prepare`` (see BufferHandler.prepare); one that raises is skipped."""
+    for handler in installed_handlers() if handlers is None else handlers:
+        try:
+            prepare = getattr(handler, "prepare", None)
+            if prepare is not None:
+                prepare()
+        except Exception:  # preparing is an optimisation: a failure costs time, not figures
+            continue
 
 
 _default_table: HandlerTable | None = None

@@ -27,6 +27,7 @@ from fa_memtool import __version__
 from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, StepError, StepFailed
 from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
+from fa_memtool.buffers import prepare_libraries
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.hookspecs import AnalysisContext
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
@@ -107,6 +108,9 @@ class Measurement:
         os.chdir(spec.working_directory)
         self.record_phase("interpreter")
         module = load_module(spec.target)
+        # What the program's libraries import lazily while agents are built is imported
+        # here, before the build is traced (fa_memtool.buffers.BufferHandler.prepare).
+        prepare_libraries()
         self.record_phase("import")
         factory_name, factory = find_factory(module, spec.factory)
         if spec.mode == "trials":

@@ -609,3 +609,24 @@ def test_fa_mem_never_imports_an_array_library_itself() -> None:
     found = subprocess.run([_sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]"
+
+
+def test_prepare_imports_what_torch_would_import_while_agents_are_built() -> None:
+    """torch imports its compiler stack when the first optimizer is made; the measuring
+    process imports it before the traced build (and nothing when torch is absent)."""
+    import subprocess
+    import sys as _sys
+
+    pytest.importorskip("torch")
+    script = (
+        "import sys\n"
+        "from fa_memtool.buffers import prepare_libraries\n"
+        "prepare_libraries(); absent = 'torch._dynamo' in sys.modules or 'torch' in sys.modules\n"
+        "import torch\n"
+        "before = 'torch._dynamo' in sys.modules\n"
+        "prepare_libraries()\n"
+        "print(absent, before, 'torch._dynamo' in sys.modules)\n"
+    )
+    found = subprocess.run([_sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["False", "False", "True"]
