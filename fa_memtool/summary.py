@@ -82,14 +82,18 @@ PATH_SHARE = 0.01  # rows under this share of an agent's amortized bytes are lef
 
 def largest_paths(report: Report, *, limit: int) -> list[tuple[int, PathNode]]:
     """The tree's rows worth reading, parents before children, with their depth: every
-    row holding at least PATH_SHARE of the mean agent's amortized bytes, at most
-    ``limit``, largest first among siblings (``(other)`` rows last)."""
+    row holding at least PATH_SHARE of the mean agent's amortized bytes (or of its bytes
+    on accelerators), at most ``limit``, largest first among siblings (``(other)`` rows
+    last)."""
     floor = PATH_SHARE * report.population.per_agent_bytes
+    agents = max(report.population.agents, 1)
+    device_floor = PATH_SHARE * sum(report.population.device_bytes.values()) / agents
     found: list[tuple[int, PathNode]] = []
     stack: list[tuple[int, PathNode]] = [(0, row) for row in reversed(_ordered(report.paths))]
     while stack and len(found) < limit:
         depth, row = stack.pop()
-        if row.amortized_bytes < floor and row.deep_bytes < floor:
+        on_device = device_floor > 0 and row.device_bytes >= device_floor
+        if row.amortized_bytes < floor and row.deep_bytes < floor and not on_device:
             continue
         found.append((depth, row))
         stack.extend((depth + 1, child) for child in reversed(_ordered(row.children)))

@@ -168,17 +168,23 @@ def _agents(report: Report) -> Table:
     for column in ("agent", "type", "exclusive", "shared", "amortized"):
         table.add_column(column, justify="left" if column == "type" else "right")
     agents = report.agents
+    on_devices = any(agent.device_bytes for agent in agents)
+    if on_devices:
+        table.add_column("on accelerators", justify="right")
     shown = agents if len(agents) <= AGENT_ROWS else agents[: AGENT_ROWS - 1] + [agents[-1]]
     for position, agent in enumerate(shown):
         if len(agents) > AGENT_ROWS and position == AGENT_ROWS - 1:
-            table.add_row("...", f"{len(agents) - AGENT_ROWS} more", "", "", "")
-        table.add_row(
+            table.add_row("...", f"{len(agents) - AGENT_ROWS} more", "", "", "", *([""] if on_devices else []))
+        cells = [
             str(agent.index),
             Text(agent.type_name),
             format_bytes(agent.exclusive_bytes),
             format_bytes(agent.shared_bytes),
             format_bytes(agent.amortized_bytes),
-        )
+        ]
+        if on_devices:
+            cells.append(", ".join(f"{device} {format_bytes(size)}" for device, size in sorted(agent.device_bytes.items())))
+        table.add_row(*cells)
     return table
 
 
@@ -229,7 +235,11 @@ def _paths(report: Report) -> Table | None:
     table.add_column("amortized", justify="right")
     table.add_column("shared", justify="right")
     table.add_column("zeros", justify="right")
-    for depth, row in largest_paths(report, limit=PATH_ROWS):
+    rows = largest_paths(report, limit=PATH_ROWS)
+    on_devices = any(row.device_bytes for _, row in rows)
+    if on_devices:
+        table.add_column("on accelerator", justify="right")
+    for depth, row in rows:
         label = Text("  " * depth + (f".{row.path}" if depth == 0 else row.name))
         if row.aliases:
             label.append(f"\n{'  ' * depth}  also at " + ", ".join(f".{alias}" for alias in row.aliases), style="dim")
@@ -248,6 +258,7 @@ def _paths(report: Report) -> Table | None:
             format_bytes(row.amortized_bytes),
             shared,
             _percent(row.zero_fraction),
+            *([f"{format_bytes(row.device_bytes)} {row.device or ''}".rstrip() if row.device_bytes else "-"] if on_devices else []),
         )
     return table
 

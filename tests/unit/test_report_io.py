@@ -91,3 +91,31 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
 def test_write_atomic_into_a_missing_directory(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         write_atomic(tmp_path / "nope" / "r.json", "x")
+
+
+def test_accelerator_bytes_round_trip_and_get_their_own_columns():
+    """Bytes on accelerators travel through the JSON as per-device maps and are shown
+    apart from the host bytes: in the summary, per agent and per path."""
+    import io
+
+    from rich.console import Console
+
+    from fa_memtool.pathtree import PathNode
+    from fa_memtool.renderers.terminal import render
+    from fa_memtool.report import AgentReport
+
+    report = _report()
+    report.population.device_bytes = {"cuda:0": 8_000_000}
+    report.agents = [AgentReport(index, "Agent", 30, 20, 40.0, 0, device_bytes={"cuda:0": 4_000_000.0}) for index in range(2)]
+    weight = PathNode("[0]", "policy[0]", "Linear", 40.0, 40.0, 40.0, device_bytes=4_000_000.0, device="cuda:0")
+    report.paths = [PathNode("policy", "policy", "Sequential", 50.0, 50.0, 50.0, device_bytes=4_000_000.0, children=[weight])]
+    again = report_from_json(report.to_json())
+    assert again.population.device_bytes == {"cuda:0": 8_000_000}
+    assert again.agents[0].device_bytes == {"cuda:0": 4_000_000.0}
+    assert again.paths[0].children[0].device == "cuda:0"
+    out = io.StringIO()
+    render(again, Console(file=out, width=160, color_system=None))
+    text = out.getvalue()
+    assert "on accelerators" in text and "cuda:0 8 MB distinct (not in host bytes or RSS)" in text
+    assert "cuda:0 4 MB" in text  # per agent
+    assert "4 MB cuda:0" in text  # the path row
