@@ -172,6 +172,16 @@ def _child_pairs(original: Any, optimized: Any, index: int, path: str) -> tuple[
         offset = found
     # A bounded cache drops entries by design: the entries it kept are compared.
     bounded_cache = isinstance(original, dict) and hasattr(optimized, "maxsize")
+    if isinstance(original, dict) and isinstance(optimized, dict) and not all(map(_literal_key, original)):
+        # Keyed by objects each twin has its own of (an optimizer's state, keyed by its
+        # parameters): entries are paired in insertion order.
+        if len(original) != len(optimized):
+            return [], f"{_where(index, path)} holds {len(optimized)} entries instead of {len(original)}"
+        return [
+            (join(path, step), child, other)
+            for (step, child), other in zip(labelled_children(original), optimized.values())
+            if child is not None
+        ], None
     pairs = []
     for step, child in labelled_children(original):
         if step == ALL or child is None:
@@ -189,6 +199,13 @@ def _child_pairs(original: Any, optimized: Any, index: int, path: str) -> tuple[
             return [], f"{_where(index, join(path, step))} is missing"
         pairs.append((join(path, step), child, other))
     return pairs, None
+
+
+def _literal_key(key: Any) -> bool:
+    """A dict key both twins hold as an equal value (a name, a number, a tuple of them)."""
+    if key is None or isinstance(key, (str, bytes, int, float, bool)):
+        return True
+    return isinstance(key, tuple) and all(map(_literal_key, key))
 
 
 def compare_agents(originals: list[Any], optimized: list[Any], rtol: float, atol: float) -> str | None:

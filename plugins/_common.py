@@ -26,7 +26,19 @@ def path_groups(agents: list[Any], context: AnalysisContext) -> dict[str, Member
     agent holds there, limited to ``context.paths`` when the caller gave them."""
     holdings = context.holdings(agents)
     groups: dict[str, Members] = holdings.groups(context.paths)
-    return groups
+    # A path through a key that is not a literal (an optimizer's state, keyed by its
+    # parameters) cannot be written in a plan nor resolved on another agent.
+    return {path: members for path, members in groups.items() if _writable(path)}
+
+
+def _writable(path: str) -> bool:
+    from fa_memtool.paths import parse_path
+
+    try:
+        parse_path(path)
+    except PathError:
+        return False
+    return True
 
 
 def plain_arrays(members: Members, *, kinds: str = "biufc") -> list[Any] | None:

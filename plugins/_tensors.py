@@ -1,10 +1,11 @@
 """torch tensors and JAX arrays at a path, for the built-in plugins that handle them
 like numpy arrays (shared-parameters, lower-precision).
 
-Only values that are safe to replace are offered: dense, strided torch tensors that
-require no gradient (a trained parameter is updated in place by its optimizer, which
-holds it by identity) and concrete JAX arrays (immutable). Neither library is imported
-here: a value is recognised only if the program already imported its library.
+Only values that are safe to replace are offered: dense, strided torch tensors that are
+not views of another tensor's storage and require no gradient (a trained parameter is
+updated in place by its optimizer, which holds it by identity), and concrete JAX arrays
+(immutable). Neither library is imported here: a value is recognised only if the
+program already imported its library.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def _torch_tensor(value: Any) -> bool:
         and value.layout is torch.strided
         and not value.is_meta
         and not value.requires_grad
+        # A view shares its storage with another tensor: a replacement would no longer
+        # see what is written through the other (a window on a replay buffer).
+        and value._base is None
+        and int(value.untyped_storage().nbytes()) == int(value.nbytes)
     )
 
 

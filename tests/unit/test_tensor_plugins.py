@@ -113,3 +113,44 @@ def test_each_population_draws_the_same_numbers_from_its_own_stream() -> None:
         with stream.active():
             draws.append((random.random(), float(np.random.random()), float(torch.rand(1))))
     assert draws[0] == draws[1] and draws[2] == draws[3] and draws[0] != draws[2]
+
+
+class Learner:
+    """A trained policy with Adam, a replay buffer and a window on it."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(1)
+        self.policy = torch.nn.Linear(8, 4)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=0.1)
+        self.replay = torch.zeros(512, 8)
+        self.recent = self.replay[-64:]
+
+    def step(self) -> None:
+        loss = self.policy(torch.ones(8)).sum()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+def test_replay_pairs_an_optimizers_state_by_position() -> None:
+    """Twins' optimizers key their state by their own parameters: entries are compared
+    in order, and a moment that differs is found at its path."""
+    original, twin = Learner(), Learner()
+    original.step()
+    twin.step()
+    assert compare_agents([original], [twin], 1e-5, 1e-8) is None
+    state = next(iter(twin.optimizer.state.values()))
+    with torch.no_grad():
+        state["exp_avg"].add_(1.0)
+    found = compare_agents([original], [twin], 1e-5, 1e-8)
+    assert found is not None and "optimizer.state" in found and "exp_avg" in found
+
+
+def test_views_and_paths_through_object_keys_are_never_offered() -> None:
+    agents = [Learner() for _ in range(2)]
+    for agent in agents:
+        agent.step()
+    found = _candidates(agents, "shared-parameters")
+    assert "recent" not in found, "a window on the replay buffer must keep seeing its writes"
+    assert "replay" in found  # identical zeros, its own storage
+    assert not any("<" in path for path in found), sorted(found)
