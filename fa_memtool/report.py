@@ -214,7 +214,7 @@ class Timing:
 
 @dataclass
 class Suggestion:
-    kind: str  # mostly-zeros, identical-across-agents, float32-safe, unbounded-history, growing-cache
+    kind: str  # mostly-zeros, identical-across-agents, float32-safe, float16-safe, unbounded-history, growing-cache
     attribute: str
     message: str
     estimated_bytes_saved_per_agent: float
