@@ -12,7 +12,11 @@ EXIT_USAGE = 2  # bad flags, bad path, a module that does not follow the protoco
 EXIT_BEHAVIOUR_CHANGED = 3  # replay found different actions (optimize)
 EXIT_WORKLOAD_FAILED = 4  # the user's agents raised while stepping (partial report kept)
 EXIT_RESOURCE_LIMIT = 5  # the child exceeded --max-memory or --timeout
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERNAL = 70  # a failure of fa-mem itself (sysexits' EX_SOFTWARE): a bug to report
+EXIT_OUTPUT = 74  # an output file could not be written (sysexits' EX_IOERR): full disk, I/O error
+EXIT_HANGUP = 129  # SIGHUP (the terminal or a CI runner went away): 128 + 1
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM (a CI cancel, `timeout`): 128 + 15
 
 
 class FaMemError(Exception):
@@ -69,6 +73,23 @@ class ReportError(FaMemError):
 
 
 class Interrupted(FaMemError):
-    """The user pressed Ctrl-C."""
+    """The user pressed Ctrl-C, or fa-mem got SIGTERM / SIGHUP (``exit_code`` says which)."""
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_INTERRUPTED, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.exit_code = exit_code
+
+
+class OutputError(FaMemError):
+    """An output file could not be written (no space, an I/O error, a read-only disk);
+    the file that was there is kept and no temporary file is left."""
+
+    exit_code = EXIT_OUTPUT
+
+
+class InternalError(FaMemError):
+    """A failure of fa-mem itself, or of the measuring process without a result."""
+
+    exit_code = EXIT_INTERNAL

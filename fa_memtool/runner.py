@@ -25,6 +25,7 @@ import psutil
 
 from fa_memtool.errors import (
     FaMemError,
+    InternalError,
     Interrupted,
     ResourceLimitExceeded,
     StepFailed,
@@ -45,10 +46,6 @@ _ERROR_CLASSES: dict[str, type[FaMemError]] = {
     "ResourceLimitExceeded": ResourceLimitExceeded,
     "StepFailed": StepFailed,
 }
-
-
-class InternalError(FaMemError):
-    exit_code = 70
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import typer
 import fa_memtool.cli
 from fa_memtool import errors
 from fa_memtool.report import Report
-from fa_memtool.runner import InternalError
+from fa_memtool.errors import InternalError
 from fa_memtool.sizing import SharedGroup
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -151,6 +151,10 @@ def test_every_exit_code_is_in_the_exit_code_table() -> None:
         errors.EXIT_WORKLOAD_FAILED,
         errors.EXIT_RESOURCE_LIMIT,
         errors.EXIT_INTERRUPTED,
+        errors.EXIT_INTERNAL,
+        errors.EXIT_OUTPUT,
+        errors.EXIT_HANGUP,
+        errors.EXIT_TERMINATED,
         InternalError.exit_code,
     }
     assert codes <= documented, f"exit codes missing from the table in {PROFILE_DOC.name}: {sorted(codes - documented)}"
