@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fa_memtool.errors import UsageError
-from fa_memtool.report import Report, Workload, from_dict, write_atomic
+from fa_memtool.report import Report, Workload, from_dict, parse_json, read_input, write_atomic
 from fa_memtool.paths import top_attribute
 from fa_memtool.pathtree import OTHER, flatten
 from fa_memtool.summary import attribute_summaries
+from fa_memtool.text import visible
 from fa_memtool.units import format_bytes
 
 BASELINE_SCHEMA_VERSION = 1
@@ -180,14 +182,11 @@ def load_baseline(path: str | os.PathLike[str], *, create_hint: str) -> Baseline
     location = Path(path)
     if not location.exists():
         raise BaselineError(f"no baseline at {location}; create it with: {create_hint}")
+    text = read_input(location, what="baseline", error=BaselineError)
     try:
-        data = json.loads(location.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise BaselineError(f"cannot read baseline {location}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise BaselineError(
-            f"baseline {location} is corrupt (line {error.lineno}: {error.msg}); recreate it with: {create_hint}"
-        ) from error
+        data = parse_json(text, source=f"baseline {location}", error=BaselineError, finite=False)
+    except BaselineError as error:
+        raise BaselineError(f"{error.message}; recreate it with: {create_hint}") from error
     if not isinstance(data, dict) or "fa_mem_baseline" not in data:
         raise BaselineError(f"{location} is not an fa-mem baseline; create one with: {create_hint}")
     if data["fa_mem_baseline"] != BASELINE_SCHEMA_VERSION:
@@ -196,11 +195,29 @@ def load_baseline(path: str | os.PathLike[str], *, create_hint: str) -> Baseline
             f"{BASELINE_SCHEMA_VERSION}; recreate it with: {create_hint}"
         )
     try:
+        _check_metric_values(data.get("metrics"))
         baseline = from_dict(Baseline, data)
         _check_types(baseline)
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise BaselineError(f"baseline {location} is incomplete ({error}); recreate it with: {create_hint}") from error
     return baseline
+
+
+def _check_metric_values(metrics: Any) -> None:
+    """Each metric's value, named by the metric: a number, finite, and no size below 0
+    (a NaN or Infinity would pass every comparison; true is not 1 B)."""
+    if not isinstance(metrics, list):
+        return  # the type check names it
+    for metric in metrics:
+        if not isinstance(metric, dict) or "value" not in metric:
+            continue
+        name, value = metric.get("name"), metric["value"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"metric {name!r} has value {json.dumps(value)}, not a number")
+        if not math.isfinite(value):
+            raise TypeError(f"metric {name!r} has value {value!r}, not a finite number")
+        if metric.get("kind") in ("bytes", "rss") and value < 0:
+            raise TypeError(f"metric {name!r} has a negative size {value!r}")
 
 
 def _check_types(baseline: Baseline) -> None:
@@ -219,6 +236,10 @@ def _check_types(baseline: Baseline) -> None:
             raise TypeError("a metric is not an object")
         if not isinstance(metric.value, (int, float)) or isinstance(metric.value, bool):
             raise TypeError(f"metric {metric.name!r} has value {metric.value!r}")
+        if not math.isfinite(metric.value):
+            raise TypeError(f"metric {metric.name!r} has value {metric.value!r}, not a finite number")
+        if metric.kind in ("bytes", "rss") and metric.value < 0:
+            raise TypeError(f"metric {metric.name!r} has a negative size {metric.value!r}")
         if not isinstance(metric.name, str) or metric.kind not in METRIC_KINDS:
             raise TypeError(f"metric {metric.name!r} has kind {metric.kind!r}")
 
@@ -383,10 +404,10 @@ def annotation_lines(result: GateResult) -> list[str]:
     """GitHub workflow commands (``::error``) for every regression, at its source line when known."""
     lines = []
     for check in result.regressions:
-        message = (
+        message = visible(
             f"{check.label}: {describe_value(check.kind, check.baseline)} -> {describe_value(check.kind, check.now)}"
             f" (limit {describe_value(check.kind, check.limit)})"
-        ).replace("%", "%25").replace("\n", "%0A")
+        ).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         location = ""
         if check.site and ":" in check.site:
             path, _, line = check.site.rpartition(":")
@@ -394,6 +415,8 @@ def annotation_lines(result: GateResult) -> list[str]:
                 path = os.path.relpath(path)
             except ValueError:
                 pass
-            location = f" file={path},line={line},"
+            # Property values: GitHub's escapes, and nothing that ends the command.
+            safe_path = visible(path).replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
+            location = f" file={safe_path},line={visible(line).replace(',', '%2C')},"
         lines.append(f"::error{location or ' '}title=fa-mem memory regression::{message}")
     return lines

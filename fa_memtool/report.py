@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import stat
 import tempfile
 import types
 import typing
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fa_memtool.errors import ReportError, UsageError
+from fa_memtool.errors import OutputError, ReportError, UsageError
 from fa_memtool.pathtree import PathNode
 from fa_memtool.sizing import SharedGroup
 
@@ -261,51 +263,102 @@ class Report:
 T = TypeVar("T")
 
 
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+_SCALARS: dict[Any, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """``value`` (JSON data) as the type ``hint`` says, or TypeError naming ``where``:
+    a report, baseline or plan with a field of the wrong type is refused, never
+    rendered or compared as something it is not."""
+    if hint is Any:
+        return value
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        options = [option for option in typing.get_args(hint) if option is not type(None)]
-        return _convert(options[0], value) if len(options) == 1 else value
+        arguments = typing.get_args(hint)
+        if value is None:
+            if type(None) in arguments:
+                return None
+            raise TypeError(f"{where} is null")
+        options = [option for option in arguments if option is not type(None)]
+        if len(options) == 1:
+            return _convert(options[0], value, where)
+        for option in options:
+            try:
+                return _convert(option, value, where)
+            except TypeError:
+                continue
+        raise TypeError(f"{where} has the wrong type ({type(value).__name__})")
+    if value is None:
+        raise TypeError(f"{where} is null")
     if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"{where} should be a list, not {type(value).__name__}")
         (item,) = typing.get_args(hint)
-        return [_convert(item, element) for element in value]
+        return [_convert(item, element, f"{where}[{position}]") for position, element in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} should be an object, not {type(value).__name__}")
+        key_hint, value_hint = typing.get_args(hint)
+        return {_convert(key_hint, key, where): _convert(value_hint, item, f"{where}[{key!r}]") for key, item in value.items()}
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return from_dict(hint, value)
-    if hint is float and isinstance(value, int):
-        return float(value)
+        return from_dict(hint, value, where=where)
+    accepted = _SCALARS.get(hint)
+    if accepted is not None:
+        if not isinstance(value, accepted) or (type(value) is bool and hint is not bool):
+            raise TypeError(f"{where} should be {_KIND_NAMES[hint]}, not {json.dumps(value)[:40]}")
+        return float(value) if hint is float else value
     return value
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build dataclass ``cls`` from JSON data, ignoring fields a newer fa-mem added."""
+def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
+    """Build dataclass ``cls`` from JSON data, ignoring fields a newer fa-mem added;
+    TypeError names the first field of the wrong type (``population.agents``)."""
     if not isinstance(data, dict):
-        raise TypeError(f"expected an object for {cls.__name__}, found {type(data).__name__}")
+        raise TypeError(f"expected an object for {where or cls.__name__}, found {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     values = {}
     for item in dataclasses.fields(cls):  # type: ignore[arg-type]
         if item.name in data:
-            values[item.name] = _convert(hints[item.name], data[item.name])
+            values[item.name] = _convert(hints[item.name], data[item.name], f"{where}.{item.name}" if where else item.name)
     return cls(**values)
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written.
+
+    A symlink is written through: the file it names is replaced, atomically, beside
+    itself (the link stays a link). A character device or a FIFO (``/dev/null``,
+    ``/dev/stdout``, a pipe someone reads) is written directly, never replaced by a
+    regular file. Failing to write (no space, a quota, an I/O error) raises OutputError:
+    the file that was there is kept and no temporary file is left.
+    """
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"cannot write {target}: directory {directory} does not exist")
+    resolved = Path(os.path.realpath(target))
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        found = os.stat(resolved)
+    except FileNotFoundError:
+        found = None
+    except OSError as error:
+        raise UsageError(f"cannot write {target}: {error.strerror}") from error
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise UsageError(f"cannot write {target}: it is a directory")
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        _write_special(target, resolved, found, text)
+        return
+    directory = resolved.parent
+    if not directory.is_dir():
+        raise UsageError(f"cannot write {target}: directory {target.parent if str(target.parent) else '.'} does not exist")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{resolved.name}.", suffix=".tmp", dir=directory)
     except OSError as error:
         raise UsageError(f"cannot write {target}: {error.strerror}") from error
     try:
         # mkstemp creates the file 0600; give it the mode the user expects: the old
         # file's, or what the umask allows for a new one.
-        try:
-            mode = target.stat().st_mode & 0o777
-        except FileNotFoundError:
+        if found is not None:
+            mode = found.st_mode & 0o777
+        else:
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask
@@ -314,24 +367,86 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
+        os.replace(temporary, resolved)
+    except BaseException as error:
         try:
             os.unlink(temporary)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError):
+            raise OutputError(f"cannot write {target}: {error.strerror or error}; the file that was there is kept") from error
         raise
+
+
+def _write_special(target: Path, resolved: Path, found: os.stat_result, text: str) -> None:
+    """Write to a character device or a FIFO as it is (a rename would replace it)."""
+    if not (stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode)):
+        raise UsageError(f"cannot write {target}: it is not a regular file, a character device or a FIFO")
+    try:
+        with open(resolved, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as error:
+        raise OutputError(f"cannot write {target}: {error.strerror or error}") from error
 
 
 def save_report(report: Report, path: str | os.PathLike[str]) -> None:
     write_atomic(path, report.to_json() + "\n")
 
 
-def report_from_json(text: str, *, source: str = "report") -> Report:
+MAX_INPUT_BYTES = 256 * 1024 * 1024  # a report, baseline or plan larger than this is refused
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number fa-mem writes")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def parse_json(text: str, *, source: str, error: type[Exception] = ReportError, finite: bool = True) -> Any:
+    """JSON as fa-mem writes it: NaN, Infinity and numbers too large for a float are
+    refused (fa-mem never writes them), and so is nesting too deep to read. With
+    ``finite`` off they are read (as nan and inf), for a caller that names the field
+    that holds one (a baseline's metric)."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ReportError(f"{source} is not valid JSON (line {error.lineno}: {error.msg})") from error
+        if not finite:
+            return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as problem:
+        raise error(f"{source} is not valid JSON (line {problem.lineno}: {problem.msg})") from problem
+    except ValueError as problem:
+        raise error(f"{source} holds a value fa-mem cannot use: {problem}") from problem
+    except RecursionError:
+        raise error(f"{source} is nested too deeply to be an fa-mem file") from None
+
+
+def read_input(path: str | os.PathLike[str], *, what: str, error: type[Exception] = ReportError) -> str:
+    """The text of an input file, at most MAX_INPUT_BYTES (``/dev/zero`` is refused
+    rather than read forever)."""
+    location = Path(path)
+    try:
+        with open(location, "rb") as stream:
+            raw = stream.read(MAX_INPUT_BYTES + 1)
+    except FileNotFoundError:
+        raise error(f"no {what} at {location}") from None
+    except IsADirectoryError:
+        raise error(f"cannot read {location}: it is a directory") from None
+    except OSError as problem:
+        raise error(f"cannot read {location}: {problem.strerror or problem}") from problem
+    if len(raw) > MAX_INPUT_BYTES:
+        raise error(f"{location} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB: not an fa-mem {what}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise error(f"cannot read {location}: not UTF-8 text ({problem.reason} at byte {problem.start})") from problem
+
+
+def report_from_json(text: str, *, source: str = "report") -> Report:
+    data = parse_json(text, source=source)
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError(f"{source} is not an fa-mem report (no schema_version)")
     if data["schema_version"] not in READABLE_SCHEMA_VERSIONS or type(data["schema_version"]) is not int:
@@ -345,10 +460,4 @@ def report_from_json(text: str, *, source: str = "report") -> Report:
 
 def load_report(path: str | os.PathLike[str]) -> Report:
     location = Path(path)
-    try:
-        text = location.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"no report at {location}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ReportError(f"cannot read {location}: {error}") from error
-    return report_from_json(text, source=str(location))
+    return report_from_json(read_input(location, what="report"), source=str(location))

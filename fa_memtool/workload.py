@@ -80,7 +80,9 @@ def load_module(target: str) -> ModuleType:
         sys.path.insert(0, str(Path.cwd()))
         return importlib.import_module(target)
     except SyntaxError as error:
-        where = f"{Path(error.filename or target).name}:{error.lineno}"
+        name = Path(error.filename or target).name
+        # A file that is not Python text (a binary, NUL bytes) has no line to point at.
+        where = f"{name}:{error.lineno}" if error.lineno is not None else f"{name} (no line number: the file is not Python source text)"
         raise WorkloadError(f"syntax error in {where}: {error.msg}", detail=_short_traceback(error)) from error
     except ModuleNotFoundError as error:
         if error.name == target:

@@ -14,7 +14,8 @@ from fa_memtool.cli.optimize import optimize_command
 from fa_memtool.cli.plugins import plugins_command
 from fa_memtool.cli.profile import profile_command
 from fa_memtool.cli.report import report_command
-from fa_memtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, FaMemError
+from fa_memtool.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FaMemError
+from fa_memtool.text import visible
 
 app = typer.Typer(
     name="fa-mem",
@@ -52,8 +53,9 @@ def _root(
 def _fail(message: str, code: int, detail: str | None, debug: bool) -> int:
     if debug and detail:
         sys.stderr.write(detail.rstrip() + "\n")
-    # One line, whatever the user's exception message holds.
-    one_line = " / ".join(part.strip() for part in message.splitlines() if part.strip())
+    # One line, whatever the user's exception message holds, and no control character
+    # sent to the terminal.
+    one_line = " / ".join(visible(part.strip()) for part in message.splitlines() if part.strip())
     sys.stderr.write(f"fa-mem: error: {one_line}\n")
     return code
 
@@ -81,6 +83,19 @@ def main(argv: list[str] | None = None) -> int:
             code = _fail(f"{message} (see fa-mem --help)", exit_code, traceback.format_exc(), debug)
         else:  # no command at all: the help was printed, that is the answer
             code = exit_code
+    except Exception as error:  # the last resort: a bug in fa-mem is one line too
+        detail = traceback.format_exc()
+        try:
+            text = str(error)
+        except Exception:  # an exception whose message itself fails
+            text = ""
+        described = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        code = _fail(
+            f"internal error ({described[:300]}); rerun with --debug for the traceback and please report it",
+            EXIT_INTERNAL,
+            detail,
+            debug,
+        )
     else:
         code = result if isinstance(result, int) else 0
     sys.stdout.flush()

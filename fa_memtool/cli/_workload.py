@@ -6,6 +6,7 @@ and then to fa-mem's default.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from dataclasses import dataclass
@@ -158,6 +159,8 @@ def resolve_workload(
     else:
         scaling = default_scaling(agents) if scaling_by_default else None
     timeout = float(_pick(flags.timeout, config, "timeout", DEFAULT_TIMEOUT_SECONDS))
+    if not math.isfinite(timeout):
+        raise UsageError(f"--timeout must be a finite number of seconds (got {timeout:g})")
     if timeout <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds (got {timeout:g})")
     limit = config_size(flags.max_memory, config, "max-memory")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fa_memtool.cli._common import child_progress, stderr_console, stdout_console
+from fa_memtool.renderers import SafeText
 from fa_memtool.cli._workload import (
     AgentsOption,
     DebugOption,
@@ -36,7 +37,7 @@ from fa_memtool.cli._workload import (
     resolve_workload,
 )
 from fa_memtool.config import Config, load_config
-from fa_memtool.errors import EXIT_LIMIT_EXCEEDED, StepFailed, UsageError
+from fa_memtool.errors import EXIT_LIMIT_EXCEEDED, OutputError, StepFailed, UsageError
 from fa_memtool.gate import (
     DEFAULT_BASELINE,
     Budgets,
@@ -193,8 +194,11 @@ def gate_command(
         if markdown:
             write_atomic(markdown, buffer.getvalue())
         else:  # $GITHUB_STEP_SUMMARY collects every step's summary: append
-            with open(summary_path, "a", encoding="utf-8") as summary:
-                summary.write(buffer.getvalue())
+            try:
+                with open(summary_path, "a", encoding="utf-8") as summary:
+                    summary.write(buffer.getvalue())
+            except OSError as error:
+                raise OutputError(f"cannot append to {summary_path} ($GITHUB_STEP_SUMMARY): {error.strerror or error}") from error
     if not result.passed:
         raise typer.Exit(EXIT_LIMIT_EXCEEDED)
 
@@ -243,6 +247,8 @@ def baseline_update_command(
     save_baseline(recorded, baseline_file)
     population = report.population
     stderr_console().print(
-        f"baseline written to {baseline_file}: {len(recorded.metrics)} metrics, "
-        f"{population.agents} agents x {report.workload.steps} steps"
+        SafeText(
+            f"baseline written to {baseline_file}: {len(recorded.metrics)} metrics, "
+            f"{population.agents} agents x {report.workload.steps} steps"
+        )
     )

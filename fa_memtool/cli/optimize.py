@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
 
 from fa_memtool.cli._common import child_progress, stderr_console, stdout_console
+from fa_memtool.renderers import SafeText
 from fa_memtool.cli._workload import (
     AgentsOption,
     DebugOption,
@@ -94,6 +96,9 @@ def optimize_command(
     target_bytes = config_size(target, config, "target")
     if target_bytes is None:
         raise UsageError("give --target SIZE (e.g. --target 10MB), or set target in [tool.fa-mem]")
+    for flag, value in (("--atol", atol), ("--rtol", rtol), ("--max-slowdown", max_slowdown)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{flag} must be a finite number (got {value:g})")
     if atol < 0 or rtol < 0:
         raise UsageError("--atol and --rtol must be 0 or more")
     if max_slowdown is not None and max_slowdown < 1:
@@ -127,7 +132,7 @@ def optimize_command(
     optimize_renderer.render(result, stdout_console())
     if plan_out:
         save_plan(result.plan, plan_out)
-        stderr_console().print(f"plan written to {plan_out}; apply it with fa_memtool.apply_plan(agents, {plan_out!r})")
+        stderr_console().print(SafeText(f"plan written to {plan_out}; apply it with fa_memtool.apply_plan(agents, {plan_out!r})"))
     if json_path:
         write_atomic(json_path, result.to_json())
     if result.exit_code:

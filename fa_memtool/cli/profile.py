@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fa_memtool.cli._common import child_progress, stderr_console, stdout_console
+from fa_memtool.renderers import SafeText
 from fa_memtool.cli._workload import (
     AgentsOption,
     DebugOption,
@@ -98,6 +99,6 @@ def profile_command(
     terminal.render(report, stdout_console())
     if json_path is not None:
         save_report(report, json_path)
-        stderr_console().print(f"report written to {json_path}")
+        stderr_console().print(SafeText(f"report written to {json_path}"))
     if report.error is not None:
         raise StepFailed(report.error.message, detail=report.error.traceback)

@@ -6,9 +6,10 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
+from fa_memtool.renderers import SafeText as Text
 
 from fa_memtool.gate import Check, GateResult, describe_change, describe_value
+from fa_memtool.text import visible
 
 IMPROVEMENTS_SHOWN = 10
 
@@ -52,23 +53,28 @@ def render(result: GateResult, console: Console) -> None:
         console.print(Text(f"memory went down; record it as the new baseline with:\n  {result.update_command}"))
 
 
+def _markdown(cell: str) -> str:
+    """A table cell: control characters shown, pipes and backticks escaped."""
+    return visible(cell).replace("|", "\\|").replace("`", "\\`")
+
+
 def render_markdown(result: GateResult, out: TextIO) -> None:
     verdict = "passed" if result.passed else f"failed: {len(result.regressions)} regression(s)"
     out.write(f"### fa-mem memory gate {verdict}\n\n")
     fingerprint = result.fingerprint
     out.write(
-        f"Workload `{fingerprint.module}` ({fingerprint.factory}), {fingerprint.agents} agents x "
+        f"Workload `{_markdown(fingerprint.module)}` ({_markdown(fingerprint.factory)}), {fingerprint.agents} agents x "
         f"{fingerprint.steps} steps, seed {fingerprint.seed}; {len(result.checks)} checks.\n\n"
     )
     if result.regressions:
         out.write("| metric | baseline | now | change | limit |\n|---|---:|---:|---:|---:|\n")
         for row in _rows(result.regressions):
-            out.write("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |\n")
+            out.write("| " + " | ".join(_markdown(cell) for cell in row) + " |\n")
         out.write("\n")
     if result.improvements:
         out.write("<details><summary>Improvements</summary>\n\n| metric | baseline | now | change |\n|---|---:|---:|---:|\n")
         for row in _rows(result.improvements[:IMPROVEMENTS_SHOWN]):
-            out.write("| " + " | ".join(cell.replace("|", "\\|") for cell in row[:4]) + " |\n")
+            out.write("| " + " | ".join(_markdown(cell) for cell in row[:4]) + " |\n")
         out.write("\n</details>\n\n")
         if result.update_command:
             out.write(f"Update the baseline with `{result.update_command}`.\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
-from rich.text import Text
+from fa_memtool.renderers import SafeText as Text
 
 from fa_memtool.optimize import OptimizeResult
 from fa_memtool.summary import attribute_summaries
@@ -44,7 +44,7 @@ def render(result: OptimizeResult, console: Console) -> None:
     grid.add_row("replay", verdict)
     if result.step_time_ratio is not None:
         grid.add_row("step time", f"{result.step_time_ratio:.2f}x the original (measured side by side in the replay)")
-    console.print(Panel(grid, title=f"fa-mem optimize: {result.before.workload.target}", title_align="left", border_style="cyan"))
+    console.print(Panel(grid, title=Text(f"fa-mem optimize: {result.before.workload.target}"), title_align="left", border_style="cyan"))
 
     kept = Table(title="Transformations kept (measured)", title_justify="left")
     for column in ("plugin", "attribute", "per agent before", "after", "saved", "adopt with"):

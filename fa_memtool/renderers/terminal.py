@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
-from rich.text import Text
+from fa_memtool.renderers import SafeText as Text
 
 from fa_memtool.report import Report
 from fa_memtool.summary import attribute_summaries, growth_rows, has_nested_paths, largest_paths, sparkline
@@ -72,7 +72,7 @@ def _summary(report: Report) -> Panel:
         grid.add_row("file-backed", format_bytes(population.file_backed_bytes) + " memory-mapped (not heap)")
     if population.device_bytes:
         on_devices = ", ".join(f"{device} {format_bytes(size)}" for device, size in sorted(population.device_bytes.items()))
-        grid.add_row("on accelerators", on_devices + " distinct (not in host bytes or RSS)")
+        grid.add_row("on accelerators", Text(on_devices + " distinct (not in host bytes or RSS)"))
     if population.marginal_rss_per_agent is not None and report.scaling is not None:
         points = report.scaling.points
         sizes = ", ".join(str(point.agents) for point in points)
@@ -121,7 +121,7 @@ def _summary(report: Report) -> Panel:
         overhead += f" (stepping {timing.stepping_seconds:.2f} s profiled vs {timing.plain_stepping_seconds:.2f} s plain)"
     grid.add_row("profiling cost", overhead)
     title = f"fa-mem profile: {workload.target}  ({population.agents} agents x {workload.steps} steps, seed {workload.seed})"
-    return Panel(grid, title=title, title_align="left", border_style="red" if report.error else "cyan")
+    return Panel(grid, title=Text(title), title_align="left", border_style="red" if report.error else "cyan")
 
 
 def _timeline(report: Report) -> Table | None:
@@ -183,7 +183,7 @@ def _agents(report: Report) -> Table:
             format_bytes(agent.amortized_bytes),
         ]
         if on_devices:
-            cells.append(", ".join(f"{device} {format_bytes(size)}" for device, size in sorted(agent.device_bytes.items())))
+            cells.append(Text(", ".join(f"{device} {format_bytes(size)}" for device, size in sorted(agent.device_bytes.items()))))
         table.add_row(*cells)
     return table
 
@@ -258,7 +258,7 @@ def _paths(report: Report) -> Table | None:
             format_bytes(row.amortized_bytes),
             shared,
             _percent(row.zero_fraction),
-            *([f"{format_bytes(row.device_bytes)} {row.device or ''}".rstrip() if row.device_bytes else "-"] if on_devices else []),
+            *([Text(f"{format_bytes(row.device_bytes)} {row.device or ''}".rstrip() if row.device_bytes else "-")] if on_devices else []),
         )
     return table
 
@@ -304,7 +304,7 @@ def _suggestions(report: Report) -> Table | None:
         finding = suggestion.message + (f"  [{_short_site(suggestion.site)}]" if suggestion.site else "")
         if suggestion.adoption:
             finding += f"\n  adopt: {suggestion.adoption}"
-        table.add_row(format_bytes(suggestion.estimated_bytes_saved_per_agent), suggestion.transformation, Text(finding))
+        table.add_row(format_bytes(suggestion.estimated_bytes_saved_per_agent), Text(suggestion.transformation), Text(finding))
     return table
 
 

@@ -1,10 +1,11 @@
 import dataclasses
+import errno
 import json
 import os
 
 import pytest
 
-from fa_memtool.errors import ReportError, UsageError
+from fa_memtool.errors import OutputError, ReportError, UsageError
 from fa_memtool.report import (
     SCHEMA_VERSION,
     Allocations,
@@ -79,11 +80,12 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     path.write_text("old")
 
     def broken_fsync(descriptor):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="No space left on device; the file that was there is kept") as raised:
         write_atomic(path, "new")
+    assert raised.value.exit_code == 74
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json"]
 
