@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -20,6 +21,35 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+
+def _die_with_parent() -> None:
+    """Never outlive the fa-mem process that started this one, even a SIGKILLed one.
+
+    On Linux the kernel is asked (PR_SET_PDEATHSIG) to SIGKILL this process when its
+    parent ends; if the parent ended before that request, this process was already
+    reparented, so it compares its parent with the pid fa-mem passed and exits if they
+    differ. It also becomes a subreaper (PR_SET_CHILD_SUBREAPER), so the workload's
+    orphaned processes (a double fork) stay below it, where fa-mem finds and stops them.
+    Done first, before the heavier imports; elsewhere only the parent check is made.
+    """
+    parent = os.environ.pop("FA_MEM_PARENT_PID", None)  # fa_memtool.runner.PARENT_PID_VARIABLE
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+            ulong = ctypes.c_ulong
+            prctl(1, ulong(signal.SIGKILL), ulong(0), ulong(0), ulong(0))  # PR_SET_PDEATHSIG
+            prctl(36, ulong(1), ulong(0), ulong(0), ulong(0))  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            pass
+    if parent is not None and parent.isdigit() and os.getppid() != int(parent):
+        os._exit(129)  # the parent is gone (128 + SIGHUP): nothing would read a result
+
+
+if __name__ == "__main__":
+    _die_with_parent()
 
 import psutil
 

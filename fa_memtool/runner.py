@@ -3,7 +3,11 @@
 The child gets the RunSpec as a file, writes its result to a file through a rename
 and reports progress on a pipe. The parent polls the child's resident memory
 (children included) and stops it past the memory limit, stops it past the timeout,
-and on Ctrl-C; none of these can take the parent down or leave a file half-written.
+and on Ctrl-C, SIGTERM or SIGHUP; none of these can take the parent down or leave a
+file half-written. Whatever way the child ends, the rest of its process group and every
+descendant seen while it ran are stopped with it, and the child dies with the parent
+even when the parent is SIGKILLed (fa_memtool.child asks the kernel for that). The
+child's own output goes through a pipe of which only a bounded tail is kept, in memory.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psutil
 
 from fa_memtool.errors import (
+    EXIT_HANGUP,
+    EXIT_TERMINATED,
     FaMemError,
     InternalError,
     Interrupted,
@@ -38,6 +46,14 @@ from fa_memtool.units import format_bytes
 from fa_memtool.workload import check_target
 
 POLL_SECONDS = 0.05
+# The measuring process's stdout and stderr: only this many bytes of the end are kept,
+# in memory, for the error detail and --debug. Nothing of it goes to disk, so a workload
+# printing gigabytes fills neither the disk nor the CLI's memory.
+LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_CHARS = 4000  # of that tail, what goes into an error's detail
+# The environment variable that tells the child its parent's pid (fa_memtool.child
+# exits at once if its parent is already another process).
+PARENT_PID_VARIABLE = "FA_MEM_PARENT_PID"
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 _ERROR_CLASSES: dict[str, type[FaMemError]] = {
@@ -59,26 +75,72 @@ def default_max_memory() -> int:
     return int(psutil.virtual_memory().total * 0.75)
 
 
-def _tree_rss(process: psutil.Process) -> int:
-    total = 0
-    try:
-        total += process.memory_info().rss
-        for child in process.children(recursive=True):
+class _Family:
+    """The measuring process and every descendant seen while it ran.
+
+    Descendants are remembered as they are seen (each poll), because once the child
+    ends its orphans are reparented and no longer found through it; ``stop`` then
+    stops the child's process group and all of them, a process that left the group
+    (``os.setsid``, ``start_new_session=True``) included.
+    """
+
+    PRUNE_ABOVE = 1000  # remembered processes before the dead ones are dropped
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        self.child = child
+        self._seen: set[psutil.Process] = set()
+        try:
+            self._process: psutil.Process | None = psutil.Process(child.pid)
+        except psutil.Error:
+            self._process = None
+
+    def rss(self) -> int:
+        """The resident memory of the child and its descendants, remembering them."""
+        total = 0
+        if self._process is None:
+            return total
+        try:
+            total += self._process.memory_info().rss
+            descendants = self._process.children(recursive=True)
+        except psutil.Error:
+            return total
+        self._seen.update(descendants)
+        if len(self._seen) > self.PRUNE_ABOVE:
+            self._seen = {process for process in self._seen if _alive(process)}
+        for descendant in descendants:
             try:
-                total += child.memory_info().rss
+                total += descendant.memory_info().rss
             except psutil.Error:
                 continue
-    except psutil.Error:
-        pass
-    return total
+        return total
+
+    def stop(self) -> None:
+        """SIGKILL the child's process group, the child, and every descendant seen."""
+        try:
+            os.killpg(self.child.pid, signal.SIGKILL)  # the child leads its own group
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.child.kill()  # a no-op once it was reaped
+        self.child.wait()
+        remaining = {process for process in self._seen if _alive(process)}
+        for process in list(remaining):  # what they started since the last poll
+            try:
+                remaining.update(process.children(recursive=True))
+            except psutil.Error:
+                continue
+        for process in remaining:
+            try:
+                process.kill()  # psutil checks the pid was not reused
+            except psutil.Error:
+                continue
+        self._seen.clear()
 
 
-def _kill_group(child: subprocess.Popen[bytes]) -> None:
+def _alive(process: psutil.Process) -> bool:
     try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        child.kill()
-    child.wait()
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def _read_progress(descriptor: int, callback: ProgressCallback | None) -> None:
@@ -92,55 +154,181 @@ def _read_progress(descriptor: int, callback: ProgressCallback | None) -> None:
                 continue
 
 
+class _OutputTail(threading.Thread):
+    """Reads the child's stdout and stderr from a pipe and keeps only the last
+    ``limit`` bytes."""
+
+    def __init__(self, descriptor: int, limit: int = LOG_TAIL_BYTES) -> None:
+        super().__init__(name="fa-mem-child-output", daemon=True)
+        self._descriptor = descriptor
+        self._limit = limit
+        self._buffer = bytearray()
+        self._lock = threading.Lock()
+        self.total = 0  # bytes read in all
+
+    def run(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self._descriptor, 1 << 16)
+                if not chunk:
+                    break
+                with self._lock:
+                    self.total += len(chunk)
+                    self._buffer += chunk
+                    if len(self._buffer) > 2 * self._limit:
+                        del self._buffer[: -self._limit]
+        except OSError:
+            pass
+        finally:
+            os.close(self._descriptor)
+
+    def text(self, chars: int = LOG_TAIL_CHARS) -> str:
+        with self._lock:
+            kept = bytes(self._buffer[-self._limit :])
+            total = self.total
+        text = kept.decode("utf-8", errors="replace")
+        if total > len(kept) or len(text) > chars:
+            text = text[-chars:]
+            return f"[... the measuring process printed {format_bytes(total)}; its last lines:]\n{text}"
+        return text
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived while a measuring child ran (raised in the main thread)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_SIGNAL_EXITS = {signal.SIGTERM: (EXIT_TERMINATED, "terminated (SIGTERM)")}
+if hasattr(signal, "SIGHUP"):
+    _SIGNAL_EXITS[signal.SIGHUP] = (EXIT_HANGUP, "hung up (SIGHUP)")
+
+
+def _interrupted(signum: int) -> Interrupted:
+    exit_code, how = _SIGNAL_EXITS[signal.Signals(signum)]
+    return Interrupted(f"{how}; the measuring process was stopped and nothing was written", exit_code=exit_code)
+
+
+class _StopSignals:
+    """SIGTERM and SIGHUP handled like Ctrl-C while a measuring child runs.
+
+    The handlers are installed on entry (main thread only: elsewhere Python cannot
+    install them) and the previous ones restored on exit; a signal the process
+    ignores (``nohup``) stays ignored. Inside ``armed()`` a signal raises
+    ``_Stopped``, which the caller turns into ``Interrupted`` after stopping the
+    child; outside it (starting the child, reading its result, removing the
+    temporary directory) the signal is only recorded, so that work is never cut in
+    half, and ``Interrupted`` is raised at the next ``armed()`` or on exit. Only the
+    first signal counts: a second one while stopping is already being done is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._armed = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in _SIGNAL_EXITS:
+                previous = signal.getsignal(signum)
+                if previous == signal.SIG_IGN:
+                    continue
+                self._previous[signum] = previous
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
+        if kind is None and self.received is not None:
+            raise _interrupted(self.received)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        if self._armed:
+            self._armed = False
+            raise _Stopped(signum)
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        if self.received is not None:
+            raise _Stopped(self.received)
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+
 def run_child(spec: RunSpec, *, limits: Limits, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter and return its decoded result."""
-    with tempfile.TemporaryDirectory(prefix="fa-mem-") as scratch:
+    with _StopSignals() as stop, tempfile.TemporaryDirectory(prefix="fa-mem-") as scratch:
         spec_file = Path(scratch) / "spec.json"
         result_file = Path(scratch) / "result.json"
-        log_file = Path(scratch) / "child.log"
         spec_file.write_text(spec.to_json(), encoding="utf-8")
+        if stop.received is not None:
+            raise _interrupted(stop.received)
         read_end, write_end = os.pipe()
+        output_read, output_write = os.pipe()
         command = [sys.executable, "-m", "fa_memtool.child", str(spec_file), str(result_file), str(write_end)]
         environment = dict(os.environ)
         environment.setdefault("PYTHONHASHSEED", "0")
-        with open(log_file, "wb") as log:
+        environment[PARENT_PID_VARIABLE] = str(os.getpid())
+        try:
             child = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=output_write,
+                stderr=output_write,
                 pass_fds=(write_end,),
                 start_new_session=True,
                 env=environment,
             )
-        os.close(write_end)
+        except BaseException:
+            os.close(read_end)
+            os.close(output_read)
+            raise
+        finally:
+            os.close(write_end)
+            os.close(output_write)
         reader = threading.Thread(target=_read_progress, args=(read_end, progress), daemon=True)
         reader.start()
-        watched = psutil.Process(child.pid)
+        output = _OutputTail(output_read)
+        output.start()
+        family = _Family(child)
         started = time.monotonic()
         peak = 0
         try:
-            while child.poll() is None:
-                rss = _tree_rss(watched)
-                peak = max(peak, rss)
-                if limits.max_memory is not None and rss > limits.max_memory:
-                    _kill_group(child)
-                    raise ResourceLimitExceeded(
-                        f"the workload used {format_bytes(rss)}, over --max-memory {format_bytes(limits.max_memory)}; "
-                        "the measuring process was stopped"
-                    )
-                if limits.timeout is not None and time.monotonic() - started > limits.timeout:
-                    _kill_group(child)
-                    raise ResourceLimitExceeded(
-                        f"the workload ran past --timeout {limits.timeout:g} s; the measuring process was stopped"
-                    )
-                time.sleep(POLL_SECONDS)
+            with stop.armed():
+                while child.poll() is None:
+                    rss = family.rss()
+                    peak = max(peak, rss)
+                    if limits.max_memory is not None and rss > limits.max_memory:
+                        raise ResourceLimitExceeded(
+                            f"the workload used {format_bytes(rss)}, over --max-memory {format_bytes(limits.max_memory)}; "
+                            "the measuring process was stopped"
+                        )
+                    if limits.timeout is not None and time.monotonic() - started > limits.timeout:
+                        raise ResourceLimitExceeded(
+                            f"the workload ran past --timeout {limits.timeout:g} s; the measuring process was stopped"
+                        )
+                    time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            _kill_group(child)
             raise Interrupted("interrupted; the measuring process was stopped and nothing was written") from None
+        except _Stopped as stopped:
+            raise _interrupted(stopped.signum) from None
         finally:
+            # Past a limit, on a signal, and after a normal end too: nothing the workload
+            # started outlives it (nor holds the output pipe open).
+            family.stop()
             reader.join(timeout=1.0)
-        log_tail = log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
+            output.join(timeout=1.0)
+        log_tail = output.text()
         if not result_file.exists():
             how = f"signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
             raise InternalError(

@@ -548,7 +548,7 @@ def _corrupt_report(project: Project) -> None:
 
 
 BAD_CASES = [
-    BadCase("corrupt-baseline", ("gate", *FAST), (BASELINE, "corrupt", UPDATE_HINT), _corrupt_baseline, measures=False),
+    BadCase("corrupt-baseline", ("gate", *FAST), (BASELINE, "not valid JSON", UPDATE_HINT), _corrupt_baseline, measures=False),
     BadCase("baseline-format-2", ("gate", *FAST), (BASELINE, "format version 2", UPDATE_HINT), _future_baseline, measures=False),
     BadCase("other-agents", ("gate", *FAST, "-n", "2"), ("another workload", "agents 3 in the baseline, 2 now", UPDATE_HINT)),
     BadCase("other-seed", ("gate", *FAST, "--seed", "1"), ("another workload", "seed 0 in the baseline, 1 now")),
