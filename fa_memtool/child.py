@@ -55,7 +55,7 @@ import psutil
 
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
-from fa_memtool.errors import FaMemError, StepError, StepFailed
+from fa_memtool.errors import FaMemError, InternalError, ResourceLimitExceeded, StepError, StepFailed, error_record
 from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.buffers import prepare_libraries
 from fa_memtool.gcstats import GCMonitor
@@ -601,25 +601,12 @@ def main(argv: list[str]) -> int:
         spec = RunSpec.from_json(Path(spec_path).read_text(encoding="utf-8"))
         outcome = Measurement(spec, progress).run()
     except FaMemError as error:
-        outcome = {
-            "error": {
-                "class": type(error).__name__,
-                "message": error.message,
-                "detail": error.detail,
-                "exit_code": error.exit_code,
-            }
-        }
+        outcome = {"error": error_record(error)}
     except MemoryError:
-        outcome = {"error": {"class": "ResourceLimitExceeded", "message": "the workload ran out of memory (MemoryError)", "detail": traceback.format_exc(), "exit_code": 5}}
+        outcome = {"error": error_record(ResourceLimitExceeded("the workload ran out of memory (MemoryError)", detail=traceback.format_exc()))}
     except Exception as error:  # a bug in fa-mem itself: report it with its traceback
-        outcome = {
-            "error": {
-                "class": "InternalError",
-                "message": f"fa-mem failed while measuring: {type(error).__name__}: {error}",
-                "detail": traceback.format_exc(),
-                "exit_code": 70,
-            }
-        }
+        failure = InternalError(f"fa-mem failed while measuring: {type(error).__name__}: {error}", detail=traceback.format_exc())
+        outcome = {"error": error_record(failure)}
     write_atomic(result_path, json.dumps(outcome, allow_nan=False))
     return 0
 

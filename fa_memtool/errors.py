@@ -93,3 +93,47 @@ class InternalError(FaMemError):
     """A failure of fa-mem itself, or of the measuring process without a result."""
 
     exit_code = EXIT_INTERNAL
+
+
+# -- errors across processes ---------------------------------------------------------------------
+#
+# The measuring process reports an error as a typed record; the CLI turns it back into
+# the same class of the hierarchy (or, for a class it cannot rebuild, the most general
+# class with the same exit code), so exit codes come from the classes alone.
+
+_BY_EXIT_CODE: dict[int, type[FaMemError]] = {
+    EXIT_USAGE: UsageError,
+    EXIT_WORKLOAD_FAILED: StepFailed,
+    EXIT_RESOURCE_LIMIT: ResourceLimitExceeded,
+    EXIT_OUTPUT: OutputError,
+    EXIT_INTERNAL: InternalError,
+}
+
+
+def error_record(error: FaMemError) -> dict[str, object]:
+    """What the measuring process writes for an error it stopped on."""
+    return {"class": type(error).__name__, "message": error.message, "detail": error.detail, "exit_code": error.exit_code}
+
+
+def _hierarchy() -> dict[str, type[FaMemError]]:
+    found: dict[str, type[FaMemError]] = {}
+    pending: list[type[FaMemError]] = [FaMemError]
+    while pending:
+        kind = pending.pop()
+        found[kind.__name__] = kind
+        pending.extend(kind.__subclasses__())
+    return found
+
+
+def error_from_record(record: dict[str, object], *, detail: str | None = None) -> FaMemError:
+    """The error a record describes: its own class when it is rebuilt from a message
+    alone, else the class for its exit code (an unknown code is an internal error)."""
+    message = str(record.get("message") or "the measuring process failed")
+    details = record.get("detail") or detail
+    shown = str(details) if details is not None else None
+    kind = _hierarchy().get(str(record.get("class")))
+    code = record.get("exit_code")
+    if kind is not None and kind.__init__ is FaMemError.__init__:
+        return kind(message, detail=shown)
+    fallback = _BY_EXIT_CODE.get(code if isinstance(code, int) else EXIT_INTERNAL, InternalError)
+    return fallback(message, detail=shown)

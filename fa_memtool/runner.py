@@ -37,8 +37,7 @@ from fa_memtool.errors import (
     Interrupted,
     ResourceLimitExceeded,
     StepFailed,
-    UsageError,
-    WorkloadError,
+    error_from_record,
 )
 from fa_memtool.report import Failure, Report, ScalingFit, ScalingPoint, from_dict
 from fa_memtool.spec import RunSpec
@@ -55,14 +54,6 @@ LOG_TAIL_CHARS = 4000  # of that tail, what goes into an error's detail
 # exits at once if its parent is already another process).
 PARENT_PID_VARIABLE = "FA_MEM_PARENT_PID"
 ProgressCallback = Callable[[dict[str, Any]], None]
-
-_ERROR_CLASSES: dict[str, type[FaMemError]] = {
-    "UsageError": UsageError,
-    "WorkloadError": WorkloadError,
-    "ResourceLimitExceeded": ResourceLimitExceeded,
-    "StepFailed": StepFailed,
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
@@ -340,10 +331,7 @@ def run_child(spec: RunSpec, *, limits: Limits, progress: ProgressCallback | Non
     outcome["log"] = log_tail
     error = outcome.get("error")
     if error is not None and "report" not in outcome:
-        error_class = _ERROR_CLASSES.get(error["class"])
-        if error_class is None:  # a subclass the parent does not name: keep its exit code
-            error_class = UsageError if error.get("exit_code") == 2 else InternalError
-        raise error_class(error["message"], detail=error.get("detail") or log_tail)
+        raise error_from_record(error, detail=log_tail)
     return outcome
 
 
