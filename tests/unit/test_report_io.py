@@ -121,3 +121,25 @@ def test_accelerator_bytes_round_trip_and_get_their_own_columns():
     assert "on accelerators" in text and "cuda:0 8 MB distinct (not in host bytes or RSS)" in text
     assert "cuda:0 4 MB" in text  # per agent
     assert "4 MB cuda:0" in text  # the path row
+
+
+def test_errors_cross_processes_as_their_own_class_or_their_exit_codes():
+    from fa_memtool.errors import (
+        InternalError,
+        OutputError,
+        ResourceLimitExceeded,
+        StepError,
+        StepFailed,
+        WorkloadError,
+        error_from_record,
+        error_record,
+    )
+
+    for error in (WorkloadError("no factory"), ResourceLimitExceeded("too big"), OutputError("disk full"), InternalError("bug")):
+        again = error_from_record(error_record(error))
+        assert type(again) is type(error) and again.message == error.message and again.exit_code == error.exit_code
+    # A class that needs more than a message comes back as the class of its exit code.
+    step = error_from_record(error_record(StepError("agent 3 raised", step=2, agent=3)))
+    assert type(step) is StepFailed and step.exit_code == 4
+    unknown = error_from_record({"class": "Nope", "message": "m", "exit_code": 99})
+    assert type(unknown) is InternalError and unknown.exit_code == 70
