@@ -16,6 +16,9 @@ in the test's process.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
+import types
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +33,32 @@ MARKER = "agent_memory"
 MARKER_KEYWORDS = ("per_agent", "total", "leak_per_step")
 _RESULT_KEY = pytest.StashKey["AgentMemoryFailure | None"]()
 _TRACKER_KEY = pytest.StashKey["AgentTracker"]()
+_LIMITS_KEY = pytest.StashKey["dict[str, float | None]"]()
 AGENT_ROWS = 20
+INI_OPTIONS = {"per_agent": "fa_mem_budget_per_agent", "total": "fa_mem_budget_total", "leak_per_step": "fa_mem_max_leak"}
+# Values that are never an agent: a returned [1, 2, 3] or ["a", "b"] is a mistake.
+_NOT_AGENTS = (type(None), numbers.Number, str, bytes, bytearray, type, types.ModuleType)
+
+
+class ConfigurationError(ValueError):
+    """The marker, an ini option or what the test returned cannot be used (never a
+    budget failure: the message says what is wrong)."""
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the message
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def not_agents(values: Sequence[Any]) -> str | None:
+    """Why ``values`` is not a population of agents, or None when it may be one."""
+    for index, value in enumerate(values):
+        if isinstance(value, _NOT_AGENTS):
+            return f"item {index} is {_shown(value)} ({type(value).__name__}), which is not an agent"
+    return None
 
 
 class AgentTracker:
@@ -43,9 +71,18 @@ class AgentTracker:
 
     def track(self, agents: Sequence[Any]) -> list[Any]:
         """Register the population (returns it) and take the first sample at step 0."""
-        self.agents = list(agents)
-        if not self.agents:
+        try:
+            population = list(agents) if not isinstance(agents, (str, bytes, dict)) else None
+        except TypeError:
+            population = None
+        if population is None:
+            raise TypeError(f"fa_mem.track() takes a list of agents, not {_shown(agents)} ({type(agents).__name__})")
+        if not population:
             raise ValueError("fa_mem.track() needs at least one agent")
+        problem = not_agents(population)
+        if problem is not None:
+            raise TypeError(f"fa_mem.track() takes a list of agents: {problem}")
+        self.agents = population
         self.samples.clear()
         self.sample(0)
         return self.agents
@@ -94,21 +131,71 @@ class AgentTracker:
 
 @dataclass
 class AgentMemoryFailure:
+    """Why a marked test failed after its body passed: ``reasons`` are budgets exceeded
+    (headed "agent memory over budget:"), ``problems`` what kept the limits from being
+    checked (headed with ``heading``); the table is the sized population, when there is one."""
+
     reasons: list[str]
     table: str = ""
     details: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    heading: str = "agent_memory could not check the limits"
+
+    def text(self) -> str:
+        blocks = []
+        if self.reasons:
+            blocks.append("agent memory over budget:\n  " + "\n  ".join(self.reasons))
+        if self.problems:
+            blocks.append(f"{self.heading}:\n  " + "\n  ".join(self.problems))
+        return "\n".join(blocks)
 
 
-def _limit(marker: pytest.Mark | None, config: pytest.Config, keyword: str, ini: str) -> int | None:
+def _budget(value: Any, keyword: str, source: str) -> float:
+    """One limit as bytes: a size string ("10 MB") or a positive, finite number of bytes
+    (never a bool). ``source`` says where it was given, for the message."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{source}: {value!r} is not a budget; give a size such as '10 MB' or a number of bytes")
+    if isinstance(value, str):
+        try:
+            size = parse_size(value)
+        except ValueError as error:
+            raise ConfigurationError(f"{source}: {error}") from None
+        if size <= 0:
+            raise ConfigurationError(f"{source}: {value!r} is not a budget; it must be more than 0 bytes")
+        return size
+    if isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except (OverflowError, ValueError, TypeError):
+            number = math.inf
+        if math.isnan(number) or math.isinf(number):
+            raise ConfigurationError(f"{source}: {value!r} is not a budget; it must be a finite number of bytes")
+        if number <= 0:
+            raise ConfigurationError(f"{source}: {value!r} is not a budget; it must be more than 0 bytes")
+        return int(value) if isinstance(value, numbers.Integral) else number
+    raise ConfigurationError(
+        f"{source}: {_shown(value)} ({type(value).__name__}) is not a budget; give a size such as '10 MB' or a number of bytes"
+    )
+
+
+def _limit(marker: pytest.Mark | None, config: pytest.Config, keyword: str, ini: str) -> float | None:
     value = marker.kwargs.get(keyword) if marker is not None else None
-    if value is None:
-        value = config.getini(ini) or None
-    if value is None:
+    if value is not None:
+        return _budget(value, keyword, f"agent_memory({keyword}={_shown(value)})")
+    configured = config.getini(ini) or None
+    if configured is None:
         return None
-    try:
-        return parse_size(str(value)) if not isinstance(value, (int, float)) else int(value)
-    except ValueError as error:
-        raise ValueError(f"agent_memory {keyword}: {error}") from None
+    return _budget(configured, keyword, f"ini option {ini} = {_shown(configured)}")
+
+
+def marker_limits(marker: pytest.Mark, config: pytest.Config) -> dict[str, float | None]:
+    """The three limits of a marked test (the marker's, else the ini defaults), checked;
+    ConfigurationError names the keyword (or ini option) and what is wrong with it."""
+    unknown = sorted(set(marker.kwargs) - set(MARKER_KEYWORDS))
+    if marker.args or unknown:
+        given = [_shown(arg) for arg in marker.args] + unknown
+        raise ConfigurationError(f"agent_memory takes only the keywords {', '.join(MARKER_KEYWORDS)}; got {', '.join(given)}")
+    return {keyword: _limit(marker, config, keyword, INI_OPTIONS[keyword]) for keyword in MARKER_KEYWORDS}
 
 
 def _table(sized: PopulationSize) -> str:
@@ -133,19 +220,26 @@ def _table(sized: PopulationSize) -> str:
 def check(
     tracker: AgentTracker,
     *,
-    per_agent: int | None,
-    total: int | None,
-    leak_per_step: int | None,
+    per_agent: float | None,
+    total: float | None,
+    leak_per_step: float | None,
     leak_required: bool = True,
 ) -> AgentMemoryFailure | None:
-    """None when every limit holds, else the reasons and the per-agent table.
+    """None when every limit holds, else the reasons (budgets exceeded), the problems
+    (what kept a limit from being checked) and the per-agent table.
 
     ``leak_required`` is off when the leak limit is only an ini default: a test that
     never stepped its agents is then not judged on growth."""
     if not tracker.agents:
-        return AgentMemoryFailure(["the test is marked agent_memory but tracked no agents: use fa_mem.track(agents) or return them"])
-    sized = measure_population(tracker.agents)
+        return AgentMemoryFailure(
+            [], problems=["the test is marked agent_memory but tracked no agents: use fa_mem.track(agents) or return them"]
+        )
+    try:
+        sized = measure_population(tracker.agents)
+    except TypeError as error:  # an object the sizer refuses (fa_mem.track checks the usual ones)
+        return AgentMemoryFailure([], problems=[f"the tracked agents cannot be sized: {error}"])
     reasons = []
+    problems = []
     if per_agent is not None:
         over = [agent for agent in sized.agents if agent.amortized_bytes > per_agent]
         if over:
@@ -160,14 +254,14 @@ def check(
         growth = tracker.growth_per_step()
         if growth is None:
             if leak_required:
-                reasons.append("leak_per_step needs samples over steps: call fa_mem.run(steps) or fa_mem.sample(step)")
+                problems.append("leak_per_step needs samples over steps: call fa_mem.run(steps) or fa_mem.sample(step)")
         elif growth > leak_per_step:
             reasons.append(
                 f"agents grow {format_bytes(growth)} per agent per step, over leak_per_step={format_bytes(leak_per_step)}"
             )
-    if not reasons:
+    if not reasons and not problems:
         return None
-    return AgentMemoryFailure(reasons, _table(sized))
+    return AgentMemoryFailure(reasons, _table(sized), problems=problems)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -192,17 +286,60 @@ def fa_mem(request: pytest.FixtureRequest) -> AgentTracker:
     return tracker
 
 
+def _returned_agents(returned: Any) -> list[Any] | None:
+    """The agents a marked test returned (None when it returned None); ConfigurationError
+    naming what it returned when that is not a non-empty list or tuple of agents."""
+    if returned is None:
+        return None
+    if not isinstance(returned, (list, tuple)):
+        raise ConfigurationError(
+            f"the test returned {_shown(returned)} ({type(returned).__name__}); a test marked agent_memory "
+            "may return only its agents, as a non-empty list or tuple (or track them with fa_mem.track)"
+        )
+    if not returned:
+        raise ConfigurationError(
+            f"the test returned an empty {type(returned).__name__}: there are no agents to check "
+            "(return the agents, or track them with fa_mem.track)"
+        )
+    problem = not_agents(returned)
+    if problem is not None:
+        raise ConfigurationError(f"the test returned {_shown(returned)}, not agents: {problem}")
+    return list(returned)
+
+
+def _configuration_failure(message: str) -> AgentMemoryFailure:
+    return AgentMemoryFailure([], problems=[message], heading="agent_memory configuration error")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """For marked tests, call the test ourselves to keep a returned list of agents."""
-    if pyfuncitem.get_closest_marker(MARKER) is None or inspect.iscoroutinefunction(pyfuncitem.obj):
+    """For marked tests, check the marker before the body runs, then call the test
+    ourselves to keep a returned list of agents."""
+    marker = pyfuncitem.get_closest_marker(MARKER)
+    if marker is None:
+        return None
+    problem = None
+    try:
+        pyfuncitem.stash[_LIMITS_KEY] = marker_limits(marker, pyfuncitem.config)
+    except ConfigurationError as error:
+        problem = str(error)
+    if problem is not None:  # outside the except: the failure is one line, with no chained exception
+        pytest.fail(f"agent_memory configuration error: {problem}", pytrace=False)
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     names = inspect.signature(pyfuncitem.obj).parameters
     returned = pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names if name in pyfuncitem.funcargs})
-    if isinstance(returned, (list, tuple)) and returned:
-        tracker = pyfuncitem.stash.setdefault(_TRACKER_KEY, AgentTracker())
-        if not tracker.agents:
-            tracker.track(returned)
+    tracker = pyfuncitem.stash.setdefault(_TRACKER_KEY, AgentTracker())
+    if tracker.agents:
+        return True  # tracked with the fixture: that population is the one checked
+    try:
+        population = _returned_agents(returned)
+        if population is not None:
+            tracker.track(population)
+    except (ConfigurationError, TypeError) as error:  # TypeError: an object the sizer refuses
+        problem = str(error)
+    if problem is not None:
+        pytest.fail(f"agent_memory configuration error: {problem}", pytrace=False)
     return True
 
 
@@ -212,28 +349,23 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     marker = item.get_closest_marker(MARKER)
     if marker is None or outcome.excinfo is not None:
         return
-    unknown = sorted(set(marker.kwargs) - set(MARKER_KEYWORDS))
-    if marker.args or unknown:
-        given = [repr(arg) for arg in marker.args] + unknown
-        item.stash[_RESULT_KEY] = AgentMemoryFailure(
-            [f"agent_memory takes only the keywords {', '.join(MARKER_KEYWORDS)}; got {', '.join(given)}"]
-        )
-        return
-    config = item.config
+    limits = item.stash.get(_LIMITS_KEY, None)
+    if limits is None:  # the body was run by another plugin's pytest_pyfunc_call
+        try:
+            limits = marker_limits(marker, item.config)
+        except ConfigurationError as error:
+            item.stash[_RESULT_KEY] = _configuration_failure(str(error))
+            return
     try:
-        limits = {
-            "per_agent": _limit(marker, config, "per_agent", "fa_mem_budget_per_agent"),
-            "total": _limit(marker, config, "total", "fa_mem_budget_total"),
-            "leak_per_step": _limit(marker, config, "leak_per_step", "fa_mem_max_leak"),
-        }
-    except ValueError as error:
-        item.stash[_RESULT_KEY] = AgentMemoryFailure([str(error)])
-        return
-    item.stash[_RESULT_KEY] = check(
-        item.stash.get(_TRACKER_KEY, AgentTracker()),
-        **limits,
-        leak_required=marker.kwargs.get("leak_per_step") is not None,
-    )
+        item.stash[_RESULT_KEY] = check(
+            item.stash.get(_TRACKER_KEY, AgentTracker()),
+            **limits,
+            leak_required=marker.kwargs.get("leak_per_step") is not None,
+        )
+    except Exception as error:  # noqa: BLE001 - sizing failed: say so in one line, not a traceback of fa-mem
+        item.stash[_RESULT_KEY] = AgentMemoryFailure(
+            [], problems=[f"sizing the agents failed: {type(error).__name__}: {error}"]
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -246,6 +378,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     report = outcome.get_result()
     report.outcome = "failed"
-    report.longrepr = "agent memory over budget:\n  " + "\n  ".join(failure.reasons)
+    report.longrepr = failure.text()
     if failure.table:
         report.sections.append(("fa-mem agent memory", failure.table))

@@ -99,8 +99,8 @@ def optimize_command(
     for flag, value in (("--atol", atol), ("--rtol", rtol), ("--max-slowdown", max_slowdown)):
         if value is not None and not math.isfinite(value):
             raise UsageError(f"{flag} must be a finite number (got {value:g})")
-    if atol < 0 or rtol < 0:
-        raise UsageError("--atol and --rtol must be 0 or more")
+    if not (0 <= atol <= 1 and 0 <= rtol <= 1):
+        raise UsageError(f"--atol and --rtol must be between 0 and 1 (got --atol {atol:g}, --rtol {rtol:g})")
     if max_slowdown is not None and max_slowdown < 1:
         raise UsageError(f"--max-slowdown must be 1 or more (got {max_slowdown:g})")
     plugin_names = _names([plugins]) if plugins is not None else config.get("plugins")
