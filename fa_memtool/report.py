@@ -456,6 +456,8 @@ def report_from_json(text: str, *, source: str = "report") -> Report:
         return from_dict(Report, data)
     except (TypeError, KeyError, ValueError) as error:
         raise ReportError(f"{source} is not a complete fa-mem report: {error}") from error
+    except RecursionError:
+        raise ReportError(f"{source} is nested too deeply to be an fa-mem report") from None
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:

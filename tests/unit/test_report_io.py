@@ -143,3 +143,15 @@ def test_errors_cross_processes_as_their_own_class_or_their_exit_codes():
     assert type(step) is StepFailed and step.exit_code == 4
     unknown = error_from_record({"class": "Nope", "message": "m", "exit_code": 99})
     assert type(unknown) is InternalError and unknown.exit_code == 70
+
+
+def test_a_tree_of_paths_nested_too_deeply_is_refused_not_a_crash():
+    """JSON that parses but nests the tree of paths deeper than it can be read."""
+    depth = 400  # the parser takes it; building dataclasses (several frames per level) does not
+    row = '{"name": "[0]", "path": "x", "type_name": "list", "deep_bytes": 0, "exclusive_bytes": 0, "amortized_bytes": 0, "children": ['
+    nested = row * depth + "]}" * depth
+    text = _report().to_json()
+    text = text[: text.rindex("}")] + f', "paths": [{nested}]' + "}"
+    json.loads(text)  # valid JSON
+    with pytest.raises(ReportError, match="nested too deeply"):
+        report_from_json(text)
