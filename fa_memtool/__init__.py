@@ -19,9 +19,11 @@ __all__ = [
     "LazyBeliefArray",
     "PathNode",
     "PopulationSize",
+    "ReleaseWatch",
     "SharedParameterPool",
     "__version__",
     "apply_plan",
+    "check_released",
     "deep_size",
     "format_bytes",
     "get_agent_optimizer",
@@ -39,6 +41,8 @@ _LAZY = {
     "CompressedHistory": "fa_memtool.containers",
     "SharedParameterPool": "fa_memtool.containers",
     "get_shared_pool": "fa_memtool.containers",
+    "check_released": "fa_memtool.retention",
+    "ReleaseWatch": "fa_memtool.retention",
 }
 
 

@@ -9,6 +9,7 @@ goes out as JSON lines on PROGRESS_FD, so the user's own prints cannot garble it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -58,6 +59,7 @@ from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, InternalError, ResourceLimitExceeded, StepError, StepFailed, error_record
 from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.buffers import prepare_libraries
+from fa_memtool.retention import ReleaseWatch
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.hookspecs import AnalysisContext
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
@@ -193,6 +195,13 @@ class Measurement:
             memray_tracker=memray_tracker,
         )
         self._describe_population(outcome["report"], driver)
+        if spec.check_release:
+            # Let go of everything this process holds of the population, then see what
+            # survives: what the user's program (or a library) keeps after the run.
+            watch = ReleaseWatch(agents, ids=list(self.measured_labels), model=driver.model)
+            del agents, driver, globals_
+            retention = watch.check()
+            outcome["report"]["retention"] = dataclasses.asdict(retention)
         return outcome
 
     def _driver(self, module: Any, factory_name: str, factory: Any) -> PopulationDriver:

@@ -34,6 +34,7 @@ KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "budget-per-agent": (str, int),
     "budget-total": (str, int),
     "max-leak": (str, int, float),
+    "max-retained": (str, int, float),
     "tolerance": (str, int, float),
     "rss-tolerance": (str, int, float),
     "min-change": (str, int),

@@ -95,6 +95,8 @@ class Metric:
     site: str | None = None
 
 
+RETAINED_BYTES = "retained_bytes"
+RETAINED_OBJECTS = "retained_agents"
 PATH_PREFIX = "path:"
 PATH_GROWTH_PREFIX = "path-growth:"
 
@@ -146,6 +148,12 @@ def metrics_of(report: Report) -> list[Metric]:
             metrics.append(
                 Metric(f"{PATH_GROWTH_PREFIX}{growth.name}", "growth", growth.bytes_per_step_per_agent, f"agent.{growth.name} growth per step", growth.growth_site)
             )
+    if report.retention is not None:
+        # What survives the release: a change that stops freeing the population regresses.
+        retention = report.retention
+        retained = len(retention.retained_agents) + (1 if retention.model_retained else 0)
+        metrics.append(Metric(RETAINED_BYTES, "bytes", float(retention.retained_bytes), "bytes retained after release"))
+        metrics.append(Metric(RETAINED_OBJECTS, "flag", float(retained), "agents (and model) retained after release"))
     steps_phase = next((phase for phase in report.process if phase.phase == "steps"), None)
     if steps_phase is not None:
         metrics.append(Metric("rss_after_steps", "rss", float(steps_phase.rss_bytes - steps_phase.tracer_bytes), "process RSS after the steps"))
@@ -249,6 +257,7 @@ class Budgets:
     per_agent: int | None = None  # bytes, against every agent's amortized bytes
     total: int | None = None  # bytes, against the population's distinct bytes
     max_leak: float | None = None  # bytes per agent per step
+    max_retained: int | None = None  # bytes still reachable from the population after its release
 
 
 @dataclass(frozen=True)
@@ -340,6 +349,9 @@ def compare(
         if not any(name.startswith((PATH_PREFIX, PATH_GROWTH_PREFIX)) for name in recorded):
             # A baseline recorded before reports had a tree: its paths are not new growth.
             current = {name: metric for name, metric in current.items() if not name.startswith((PATH_PREFIX, PATH_GROWTH_PREFIX))}
+        if RETAINED_BYTES not in recorded:
+            # Recorded before the release check: what is retained today is not new.
+            current = {name: metric for name, metric in current.items() if name not in (RETAINED_BYTES, RETAINED_OBJECTS)}
         for name, metric in current.items():
             before = recorded.get(name)
             if before is None:
@@ -373,6 +385,14 @@ def compare(
         checks.append(
             Check("budget:max_leak", "growth per agent per step vs --max-leak", "growth", "budget", None, growth,
                   float(budgets.max_leak), "regressed" if growth > budgets.max_leak else "ok")
+        )
+    if budgets.max_retained is not None:
+        if report.retention is None:
+            raise UsageError("--max-retained needs a report with the release check (profile it again with this fa-mem)")
+        retained_bytes = float(report.retention.retained_bytes)
+        checks.append(
+            Check("budget:max_retained", "bytes retained after release vs --max-retained", "bytes", "budget", None, retained_bytes,
+                  float(budgets.max_retained), "regressed" if retained_bytes > budgets.max_retained else "ok")
         )
     passed = not any(check.status == "regressed" for check in checks)
     return GateResult(passed, checks, fingerprint, baseline_path, update_command, tolerances)

@@ -237,6 +237,22 @@ class Failure:
 
 
 @dataclass
+class Retention:
+    """What survived the release of the population after the run (fa_memtool.retention)."""
+
+    agents: int  # agents watched
+    retained_agents: list[Any] = field(default_factory=list)  # their ids (AgentReport.agent_id)
+    model_retained: bool | None = None  # None: there was no model
+    retained_bytes: int = 0  # everything the survivors reach, each object once
+    paths: list[str] = field(default_factory=list)  # reference paths from a root to a survivor
+    untracked: int = 0  # watched objects that take no weak reference (tracked by id)
+
+    @property
+    def clean(self) -> bool:
+        return not self.retained_agents and not self.model_retained
+
+
+@dataclass
 class Report:
     schema_version: int
     fa_mem_version: str
@@ -255,6 +271,7 @@ class Report:
     error: Failure | None = None
     notes: list[str] = field(default_factory=list)
     paths: list[PathNode] = field(default_factory=list)  # where the memory sits: the tree of paths
+    retention: Retention | None = None  # what survived the release after the run (None: not checked)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, allow_nan=False)

@@ -34,6 +34,7 @@ class RunSpec:
     agents_from: str | None = None  # the factory returns a model; its agents are at this attribute path
     step_model: bool = False  # step the model instead of each agent
     model_step_method: str | None = None  # None: sim_step for agentpy models, else step
+    check_release: bool = True  # after the run, release the population and report what survives
 
     def __post_init__(self) -> None:
         if self.agents < 1:

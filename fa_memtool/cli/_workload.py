@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from fa_memtool.cli._common import int_list_option, size_option
+from fa_memtool.units import parse_size
 from fa_memtool.config import Config, parse_fraction
 from fa_memtool.errors import UsageError
 from fa_memtool.factory_args import command_line_value, factory_args_from_config, parse_factory_args
@@ -220,9 +221,19 @@ def config_value(flag: str | None, config: Config, key: str) -> tuple[object, st
     return config.get(key), f"{key} in [tool.fa-mem] of {config.source}"
 
 
-def config_size(flag: str | None, config: Config, key: str) -> int | None:
+def config_size(flag: str | None, config: Config, key: str, *, zero: bool = False) -> int | None:
+    """A size from the flag or [tool.fa-mem]; with ``zero``, 0 is a size too (a budget
+    of nothing at all)."""
     value, label = config_value(flag, config, key)
-    return None if value is None else size_option(str(value), label)
+    if value is None:
+        return None
+    if zero:
+        try:
+            if parse_size(str(value)) == 0:
+                return 0
+        except ValueError:
+            pass  # size_option names the problem
+    return size_option(str(value), label)
 
 
 def config_fraction(flag: str | None, config: Config, key: str, default: float) -> float:

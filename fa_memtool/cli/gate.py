@@ -121,6 +121,10 @@ def gate_command(
     max_leak: Annotated[
         str | None, typer.Option("--max-leak", help="Fail if growth per agent per step exceeds SIZE, e.g. 1KB.", show_default=False)
     ] = None,
+    max_retained: Annotated[
+        str | None,
+        typer.Option("--max-retained", help="Fail if more than SIZE stays alive after the run releases the population, e.g. 0B.", show_default=False),
+    ] = None,
     tolerance: Annotated[
         str | None, typer.Option("--tolerance", help="Allowed growth of byte metrics over the baseline. [default: 1%]", show_default=False)
     ] = None,
@@ -165,6 +169,7 @@ def gate_command(
         per_agent=config_size(budget_per_agent, config, "budget-per-agent"),
         total=config_size(budget_total, config, "budget-total"),
         max_leak=config_size(max_leak, config, "max-leak"),
+        max_retained=config_size(max_retained, config, "max-retained", zero=True),
     )
     defaults = Tolerances()
     tolerances = Tolerances(
@@ -177,7 +182,7 @@ def gate_command(
         check_writable(output, flag)
     recorded = None if no_baseline else load_baseline(baseline_file, create_hint=update)
     if no_baseline and budgets == Budgets():
-        raise UsageError("--no-baseline needs at least one budget (--budget-per-agent, --budget-total or --max-leak)")
+        raise UsageError("--no-baseline needs at least one budget (--budget-per-agent, --budget-total, --max-leak or --max-retained)")
     report = _measure(workload, report_path, progress)
     if save_report_path:
         save_report(report, save_report_path)

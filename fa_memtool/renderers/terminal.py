@@ -308,6 +308,33 @@ def _suggestions(report: Report) -> Table | None:
     return table
 
 
+def _retention(report: Report) -> Table | None:
+    retention = report.retention
+    if retention is None:
+        return None
+    table = Table(title="Retained after release", title_justify="left", show_header=False, box=None)
+    table.add_column("what")
+    if retention.clean:
+        model = " and the model" if retention.model_retained is False else ""
+        table.add_row(Text(f"nothing retained: all {retention.agents} agents{model} were freed when the run let go of them", style="green"))
+        return table
+    held = [f"{len(retention.retained_agents)} of {retention.agents} agents"]
+    if retention.model_retained:
+        held.append("the model")
+    table.add_row(
+        Text(
+            f"{' and '.join(held)} still alive after the run let go of them and a full collection: "
+            f"{format_bytes(retention.retained_bytes)} stay reachable from them",
+            style="bold red",
+        )
+    )
+    for path in retention.paths:
+        table.add_row(Text(f"  {path}"))
+    if retention.untracked:
+        table.add_row(Text(f"  ({retention.untracked} objects take no weak reference: looked up by id among the collector's objects)", style="dim"))
+    return table
+
+
 def render(report: Report, console: Console) -> None:
     """Print the whole report."""
     parts = [
@@ -319,6 +346,7 @@ def render(report: Report, console: Console) -> None:
         _shared(report),
         _sites(report),
         _suggestions(report),
+        _retention(report),
     ]
     console.print(Group(*(part for part in parts if part is not None)))
     if report.allocations.memray_capture:
