@@ -59,7 +59,8 @@ from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, InternalError, ResourceLimitExceeded, StepError, StepFailed, error_record
 from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.buffers import prepare_libraries
-from fa_memtool.retention import ReleaseWatch
+from fa_memtool.report import ReleasedRun
+from fa_memtool.retention import ReleaseWatch, runs_verdict
 from fa_memtool.gcstats import GCMonitor
 from fa_memtool.hookspecs import AnalysisContext
 from fa_memtool.growth import analyse_growth, deepest_growth, growth_paths, name_deepest
@@ -201,8 +202,35 @@ class Measurement:
             watch = ReleaseWatch(agents, ids=list(self.measured_labels), model=driver.model)
             del agents, driver, globals_
             retention = watch.check()
+            if spec.runs > 1:
+                retention.runs = [self._released_run(1, retention)]
+                for run in range(2, spec.runs + 1):
+                    retention.runs.append(self._run_and_release(run, module, factory_name, factory))
+                retention.runs_verdict = runs_verdict(retention.runs)
             outcome["report"]["retention"] = dataclasses.asdict(retention)
         return outcome
+
+    def _released_run(self, run: int, retention: Any) -> ReleasedRun:
+        return ReleasedRun(
+            run=run,
+            rss_bytes=int(self.process.memory_info().rss),
+            retained_agents=len(retention.retained_agents),
+            model_retained=retention.model_retained,
+            retained_bytes=retention.retained_bytes,
+        )
+
+    def _run_and_release(self, run: int, module: Any, factory_name: str, factory: Any) -> ReleasedRun:
+        """One more run of ``--runs K``: build, step, let go, check (no sampling)."""
+        self.progress.send("phase", name=f"run {run} of {self.spec.runs}", rss_bytes=int(self.process.memory_info().rss))
+        driver = self._driver(module, factory_name, factory)
+        agents = list(driver.build())
+        for step in range(self.spec.steps):
+            driver.step(step)
+            if driver.finished:
+                break
+        watch = ReleaseWatch(driver.agents() or agents, model=driver.model)
+        del agents, driver
+        return self._released_run(run, watch.check(paths=False))
 
     def _driver(self, module: Any, factory_name: str, factory: Any) -> PopulationDriver:
         """A driver that builds the population with this run's factory call."""

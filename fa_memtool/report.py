@@ -237,6 +237,17 @@ class Failure:
 
 
 @dataclass
+class ReleasedRun:
+    """One run of ``--runs K``: built, stepped and released in the same process."""
+
+    run: int  # 1-based
+    rss_bytes: int  # process RSS after the release and a full collection
+    retained_agents: int
+    model_retained: bool | None
+    retained_bytes: int
+
+
+@dataclass
 class Retention:
     """What survived the release of the population after the run (fa_memtool.retention)."""
 
@@ -246,6 +257,8 @@ class Retention:
     retained_bytes: int = 0  # everything the survivors reach, each object once
     paths: list[str] = field(default_factory=list)  # reference paths from a root to a survivor
     untracked: int = 0  # watched objects that take no weak reference (tracked by id)
+    runs: list[ReleasedRun] = field(default_factory=list)  # with --runs K: every run's release
+    runs_verdict: str | None = None  # what the runs leave behind, in one sentence
 
     @property
     def clean(self) -> bool:

@@ -25,9 +25,9 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from fa_memtool.report import Retention
+from fa_memtool.report import ReleasedRun, Retention
 
-__all__ = ["ReleaseWatch", "Retention", "check_released"]
+__all__ = ["ReleaseWatch", "Retention", "check_released", "runs_verdict"]
 
 MAX_PATHS = 8  # reference paths reported (one per survivor, the model's first)
 MAX_LEVELS = 24  # referrer levels searched back from a survivor
@@ -100,6 +100,34 @@ class ReleaseWatch:
             del held
         del survivors, model
         return result
+
+
+RUN_LEAK_MIN_BYTES = 1024 * 1024  # RSS growth per run below this is noise, not a leak
+
+
+def runs_verdict(runs: list[ReleasedRun]) -> str | None:
+    """What K runs leave behind, from each run's release (the sweep a user runs)."""
+    if len(runs) < 2:
+        return None
+    from fa_memtool.growth import slope
+    from fa_memtool.units import format_bytes
+
+    retaining = [run for run in runs if run.retained_agents or run.model_retained]
+    per_run = slope([float(run.run) for run in runs], [float(run.rss_bytes) for run in runs])
+    if len(retaining) == len(runs):
+        mean = sum(run.retained_bytes for run in runs) / len(runs)
+        return (
+            f"every run leaves its population behind: {format_bytes(mean)} retained per run "
+            f"(RSS after release {per_run:+,.0f} B per run over {len(runs)} runs)"
+        )
+    if retaining:
+        return f"{len(retaining)} of {len(runs)} runs left agents behind (RSS after release {per_run:+,.0f} B per run)"
+    if per_run > RUN_LEAK_MIN_BYTES:
+        return (
+            f"no agent survives, but RSS after release grows by {format_bytes(per_run)} per run: memory is held "
+            "outside the agents (caches, module state, the allocator)"
+        )
+    return f"runs leave nothing behind: {len(runs)} runs, RSS after release {per_run:+,.0f} B per run"
 
 
 def check_released(population: Any, *, paths: bool = True) -> Retention:

@@ -35,6 +35,7 @@ class RunSpec:
     step_model: bool = False  # step the model instead of each agent
     model_step_method: str | None = None  # None: sim_step for agentpy models, else step
     check_release: bool = True  # after the run, release the population and report what survives
+    runs: int = 1  # build, run and release the population this many times (the first one is profiled)
 
     def __post_init__(self) -> None:
         if self.agents < 1:

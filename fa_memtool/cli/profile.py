@@ -33,7 +33,7 @@ from fa_memtool.cli._workload import (
     resolve_workload,
 )
 from fa_memtool.config import load_config
-from fa_memtool.errors import StepFailed
+from fa_memtool.errors import StepFailed, UsageError
 from fa_memtool.plan import load_plan
 from fa_memtool.renderers import terminal
 from fa_memtool.report import save_report
@@ -69,6 +69,14 @@ def profile_command(
         str | None,
         typer.Option("--plan", help="Apply this plan (from fa-mem optimize --plan-out) right after building.", show_default=False),
     ] = None,
+    runs: Annotated[
+        int,
+        typer.Option(
+            "--runs",
+            help="Build, run and release the population K times in one process (a parameter sweep) and report "
+            "what each release leaves behind.",
+        ),
+    ] = 1,
     max_memory: MaxMemoryOption = None,
     timeout: TimeoutOption = None,
     progress: ProgressOption = True,
@@ -91,6 +99,9 @@ def profile_command(
     )
     workload = resolve_workload(flags, load_config(), scaling_by_default=True, backend=backend, memray_output=memray_output)
     check_writable(json_path, "--json")
+    if runs < 1:
+        raise UsageError(f"--runs must be at least 1 (got {runs})")
+    workload.spec = dataclasses.replace(workload.spec, runs=runs)
     if plan is not None:
         plan_steps = load_plan(plan).steps
         workload.spec = dataclasses.replace(workload.spec, plan=tuple(dataclasses.asdict(step) for step in plan_steps))

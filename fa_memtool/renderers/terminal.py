@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import Any
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -308,12 +310,27 @@ def _suggestions(report: Report) -> Table | None:
     return table
 
 
+def _runs(table: Table, retention: Any) -> None:
+    if not retention.runs:
+        return
+    table.add_row(Text(f"{len(retention.runs)} runs in one process: {retention.runs_verdict}", style="bold"))
+    for run in retention.runs:
+        model = " and the model" if run.model_retained else ""
+        table.add_row(
+            Text(
+                f"  run {run.run}: RSS after release {format_bytes(run.rss_bytes)}, "
+                f"{run.retained_agents} agents{model} retained ({format_bytes(run.retained_bytes)})"
+            )
+        )
+
+
 def _retention(report: Report) -> Table | None:
     retention = report.retention
     if retention is None:
         return None
     table = Table(title="Retained after release", title_justify="left", show_header=False, box=None)
     table.add_column("what")
+    _runs(table, retention)
     if retention.clean:
         model = " and the model" if retention.model_retained is False else ""
         table.add_row(Text(f"nothing retained: all {retention.agents} agents{model} were freed when the run let go of them", style="green"))

@@ -136,3 +136,18 @@ def test_a_mesa_model_kept_by_the_agent_base_class_is_found() -> None:
     retention = check_released(run)
     assert retention.model_retained is True and len(retention.retained_agents) == 4
     assert retention.paths[0] == "mesa.agent.Agent._ids[<Model>] -> the model"
+
+
+def test_the_runs_verdict_says_what_the_sweep_leaves() -> None:
+    from fa_memtool.report import ReleasedRun
+    from fa_memtool.retention import runs_verdict
+
+    def runs(retained: list[int], rss: list[int]) -> list[ReleasedRun]:
+        return [ReleasedRun(index + 1, size, count, None, count * 8000) for index, (count, size) in enumerate(zip(retained, rss))]
+
+    assert runs_verdict(runs([0], [100])) is None
+    assert runs_verdict(runs([2, 2, 2], [100, 200, 300])).startswith("every run leaves its population behind: 16 kB retained per run")
+    assert runs_verdict(runs([0, 2, 0], [100, 100, 100])).startswith("1 of 3 runs left agents behind")
+    growing = runs_verdict(runs([0, 0, 0], [0, 4 * 1024 * 1024, 8 * 1024 * 1024]))
+    assert growing.startswith("no agent survives, but RSS after release grows by 4.19 MB per run")
+    assert runs_verdict(runs([0, 0], [100, 100])).startswith("runs leave nothing behind")

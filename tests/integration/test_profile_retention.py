@@ -106,3 +106,24 @@ def test_a_mesa_model_kept_by_its_agent_class_is_named(tmp_path: Path) -> None:
     retention = load_json(report_path)["retention"]
     assert retention["model_retained"] is True and len(retention["retained_agents"]) == 4
     assert retention["paths"][0] == "mesa.agent.Agent._ids[<Market>] -> the model"
+
+
+def test_runs_in_one_process_report_what_each_release_leaves(tmp_path: Path) -> None:
+    _workload(tmp_path, leaking=True)
+    report_path = tmp_path / "report.json"
+    result = run_cli(["profile", "agents.py", *RUN, "--runs", "3", "--json", report_path], cwd=tmp_path)
+    assert_clean_success(result)
+    retention = load_json(report_path)["retention"]
+    assert [run["run"] for run in retention["runs"]] == [1, 2, 3]
+    assert all(run["retained_agents"] == 2 and run["retained_bytes"] >= 2 * np.ones(1000).nbytes for run in retention["runs"])
+    assert retention["runs_verdict"].startswith("every run leaves its population behind")
+    assert "3 runs in one process" in result.stdout
+
+
+def test_runs_of_a_clean_workload_leave_nothing(tmp_path: Path) -> None:
+    _workload(tmp_path, leaking=False)
+    report_path = tmp_path / "report.json"
+    assert_clean_success(run_cli(["profile", "agents.py", *RUN, "--runs", "2", "--json", report_path], cwd=tmp_path))
+    retention = load_json(report_path)["retention"]
+    assert all(run["retained_agents"] == 0 for run in retention["runs"])
+    assert retention["runs_verdict"].startswith("runs leave nothing behind")
