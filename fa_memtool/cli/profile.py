@@ -77,6 +77,13 @@ def profile_command(
             "what each release leaves behind.",
         ),
     ] = 1,
+    release_check: Annotated[
+        bool,
+        typer.Option(
+            "--release-check/--no-release-check",
+            help="After the run, release the population and report what stays alive (and why).",
+        ),
+    ] = True,
     max_memory: MaxMemoryOption = None,
     timeout: TimeoutOption = None,
     progress: ProgressOption = True,
@@ -101,7 +108,9 @@ def profile_command(
     check_writable(json_path, "--json")
     if runs < 1:
         raise UsageError(f"--runs must be at least 1 (got {runs})")
-    workload.spec = dataclasses.replace(workload.spec, runs=runs)
+    if runs > 1 and not release_check:
+        raise UsageError("--runs needs the release check: leave out --no-release-check")
+    workload.spec = dataclasses.replace(workload.spec, runs=runs, check_release=release_check)
     if plan is not None:
         plan_steps = load_plan(plan).steps
         workload.spec = dataclasses.replace(workload.spec, plan=tuple(dataclasses.asdict(step) for step in plan_steps))
