@@ -5,12 +5,16 @@
         agents = fa_mem.track(create_agents(50, seed=0))
         fa_mem.run(steps=100)              # or step them yourself and call fa_mem.sample(step)
 
-A marked test may also simply return its list of agents. Limits differ per
-parametrised case through ``pytest.param(..., marks=pytest.mark.agent_memory(...))``;
-ini options (``fa_mem_budget_per_agent``, ``fa_mem_budget_total``, ``fa_mem_max_leak``)
-give defaults for every marked test. Sizes use the same parser as the CLI ("24 MB",
-"10MB", "1.5 GiB"). The sizing is fa-mem's own (exclusive / shared / amortized),
-in the test's process.
+A marked test may also simply return its list of agents. ``retained="0 B"`` also
+checks the release: once the test function has returned, the plugin lets go of the
+agents (keeping only a ``ReleaseWatch``), collects, and fails the test when more than
+that many bytes are still reachable from the agents that survived, with their reference
+paths. Limits differ per parametrised case through
+``pytest.param(..., marks=pytest.mark.agent_memory(...))``; ini options
+(``fa_mem_budget_per_agent``, ``fa_mem_budget_total``, ``fa_mem_max_leak``,
+``fa_mem_max_retained``) give defaults for every marked test. Sizes use the same
+parser as the CLI ("24 MB", "10MB", "1.5 GiB"). The sizing is fa-mem's own
+(exclusive / shared / amortized), in the test's process.
 """
 
 from __future__ import annotations
@@ -26,16 +30,23 @@ from typing import Any
 import pytest
 
 from fa_memtool.growth import slope
+from fa_memtool.retention import ReleaseWatch
 from fa_memtool.sizing import PopulationSize, measure_population
 from fa_memtool.units import format_bytes, parse_size
 
 MARKER = "agent_memory"
-MARKER_KEYWORDS = ("per_agent", "total", "leak_per_step")
+MARKER_KEYWORDS = ("per_agent", "total", "leak_per_step", "retained")
+ZERO_ALLOWED = frozenset({"retained"})  # limits for which 0 is a budget ("nothing may survive")
 _RESULT_KEY = pytest.StashKey["AgentMemoryFailure | None"]()
 _TRACKER_KEY = pytest.StashKey["AgentTracker"]()
 _LIMITS_KEY = pytest.StashKey["dict[str, float | None]"]()
 AGENT_ROWS = 20
-INI_OPTIONS = {"per_agent": "fa_mem_budget_per_agent", "total": "fa_mem_budget_total", "leak_per_step": "fa_mem_max_leak"}
+INI_OPTIONS = {
+    "per_agent": "fa_mem_budget_per_agent",
+    "total": "fa_mem_budget_total",
+    "leak_per_step": "fa_mem_max_leak",
+    "retained": "fa_mem_max_retained",
+}
 # Values that are never an agent: a returned [1, 2, 3] or ["a", "b"] is a mistake.
 _NOT_AGENTS = (type(None), numbers.Number, str, bytes, bytearray, type, types.ModuleType)
 
@@ -133,7 +144,8 @@ class AgentTracker:
 class AgentMemoryFailure:
     """Why a marked test failed after its body passed: ``reasons`` are budgets exceeded
     (headed "agent memory over budget:"), ``problems`` what kept the limits from being
-    checked (headed with ``heading``); the table is the sized population, when there is one."""
+    checked (headed with ``heading``); the table is the sized population, when there is one,
+    and ``details`` the reference paths to the agents that survived the release."""
 
     reasons: list[str]
     table: str = ""
@@ -149,10 +161,20 @@ class AgentMemoryFailure:
             blocks.append(f"{self.heading}:\n  " + "\n  ".join(self.problems))
         return "\n".join(blocks)
 
+    def section(self) -> str:
+        """The "fa-mem agent memory" section: the table, then the reference paths."""
+        blocks = [self.table] if self.table else []
+        if self.details:
+            blocks.append("still alive after the test released them (reference paths):\n  " + "\n  ".join(self.details))
+        return "\n\n".join(blocks)
+
 
 def _budget(value: Any, keyword: str, source: str) -> float:
     """One limit as bytes: a size string ("10 MB") or a positive, finite number of bytes
-    (never a bool). ``source`` says where it was given, for the message."""
+    (never a bool); 0 is a budget too for the keywords in ZERO_ALLOWED. ``source`` says
+    where it was given, for the message."""
+    zero_allowed = keyword in ZERO_ALLOWED
+    below = "it must be 0 bytes or more" if zero_allowed else "it must be more than 0 bytes"
     if isinstance(value, bool):
         raise ConfigurationError(f"{source}: {value!r} is not a budget; give a size such as '10 MB' or a number of bytes")
     if isinstance(value, str):
@@ -160,8 +182,8 @@ def _budget(value: Any, keyword: str, source: str) -> float:
             size = parse_size(value)
         except ValueError as error:
             raise ConfigurationError(f"{source}: {error}") from None
-        if size <= 0:
-            raise ConfigurationError(f"{source}: {value!r} is not a budget; it must be more than 0 bytes")
+        if size < 0 or (size == 0 and not zero_allowed):
+            raise ConfigurationError(f"{source}: {value!r} is not a budget; {below}")
         return size
     if isinstance(value, numbers.Real):
         try:
@@ -170,8 +192,8 @@ def _budget(value: Any, keyword: str, source: str) -> float:
             number = math.inf
         if math.isnan(number) or math.isinf(number):
             raise ConfigurationError(f"{source}: {value!r} is not a budget; it must be a finite number of bytes")
-        if number <= 0:
-            raise ConfigurationError(f"{source}: {value!r} is not a budget; it must be more than 0 bytes")
+        if number < 0 or (number == 0 and not zero_allowed):
+            raise ConfigurationError(f"{source}: {value!r} is not a budget; {below}")
         return int(value) if isinstance(value, numbers.Integral) else number
     raise ConfigurationError(
         f"{source}: {_shown(value)} ({type(value).__name__}) is not a budget; give a size such as '10 MB' or a number of bytes"
@@ -189,7 +211,7 @@ def _limit(marker: pytest.Mark | None, config: pytest.Config, keyword: str, ini:
 
 
 def marker_limits(marker: pytest.Mark, config: pytest.Config) -> dict[str, float | None]:
-    """The three limits of a marked test (the marker's, else the ini defaults), checked;
+    """The four limits of a marked test (the marker's, else the ini defaults), checked;
     ConfigurationError names the keyword (or ini option) and what is wrong with it."""
     unknown = sorted(set(marker.kwargs) - set(MARKER_KEYWORDS))
     if marker.args or unknown:
@@ -264,17 +286,48 @@ def check(
     return AgentMemoryFailure(reasons, _table(sized), problems=problems)
 
 
+def release_check(tracker: AgentTracker, retained: float) -> AgentMemoryFailure | None:
+    """Let go of every reference the tracker holds to its agents, keeping only a
+    ReleaseWatch, and check what survives: None when at most ``retained`` bytes stay
+    reachable from the survivors (with 0: when none survived), else the reason and
+    the reference paths.
+
+    Call it once the test function has returned and the plugin dropped the value it
+    returned, after the agents were sized: the tracker is left without agents."""
+    watch = ReleaseWatch(tracker.agents)
+    # Rebound, never cleared in place: the test may have kept the list fa_mem.track
+    # returned (in a module-level registry, say), and that reference must keep counting.
+    tracker.agents = []
+    tracker.samples = []
+    tracker.last = None
+    retention = watch.check(paths=True)
+    if retention.retained_bytes <= retained and (retained > 0 or retention.clean):
+        return None
+    return AgentMemoryFailure(
+        [
+            f"{len(retention.retained_agents)} of {retention.agents} agents still alive after the test released them: "
+            f"{format_bytes(retention.retained_bytes)} retained (retained={format_bytes(retained)})"
+        ],
+        details=list(retention.paths),
+    )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("fa_mem_budget_per_agent", "default per-agent budget (amortized bytes) for tests marked agent_memory")
     parser.addini("fa_mem_budget_total", "default population budget (distinct bytes) for tests marked agent_memory")
     parser.addini("fa_mem_max_leak", "default growth limit per agent per step for tests marked agent_memory")
+    parser.addini(
+        "fa_mem_max_retained",
+        "default limit (0 allowed) on the bytes still reachable from the agents a test marked agent_memory released",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(per_agent=None, total=None, leak_per_step=None): fail the test when the agents it "
-        "tracks (fa_mem.track or returned) exceed these budgets (sizes such as '10 MB')",
+        f"{MARKER}(per_agent=None, total=None, leak_per_step=None, retained=None): fail the test when the "
+        "agents it tracks (fa_mem.track or returned) exceed these budgets (sizes such as '10 MB'), or when more "
+        "than retained bytes of them survive the test ('0 B': none may)",
     )
 
 
@@ -356,16 +409,40 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
         except ConfigurationError as error:
             item.stash[_RESULT_KEY] = _configuration_failure(str(error))
             return
+    tracker = item.stash.get(_TRACKER_KEY, None) or AgentTracker()
     try:
-        item.stash[_RESULT_KEY] = check(
-            item.stash.get(_TRACKER_KEY, AgentTracker()),
-            **limits,
+        failure = check(
+            tracker,
+            per_agent=limits["per_agent"],
+            total=limits["total"],
+            leak_per_step=limits["leak_per_step"],
             leak_required=marker.kwargs.get("leak_per_step") is not None,
         )
     except Exception as error:  # noqa: BLE001 - sizing failed: say so in one line, not a traceback of fa-mem
         item.stash[_RESULT_KEY] = AgentMemoryFailure(
             [], problems=[f"sizing the agents failed: {type(error).__name__}: {error}"]
         )
+        return
+    item.stash[_RESULT_KEY] = failure
+    # The release: only for agents that could be sized (a failure without a table
+    # tracked none, or could not size them). The test function has returned by now
+    # and pytest_pyfunc_call, which held what it returned, has too.
+    if limits.get("retained") is None or not tracker.agents or (failure is not None and not failure.table):
+        return
+    try:
+        released = release_check(tracker, limits["retained"])
+    except Exception as error:  # noqa: BLE001 - as above: one line
+        released = AgentMemoryFailure(
+            [], problems=[f"checking what survived the test failed: {type(error).__name__}: {error}"]
+        )
+    if released is None:
+        return
+    if failure is None:
+        item.stash[_RESULT_KEY] = released
+    else:
+        failure.reasons.extend(released.reasons)
+        failure.problems.extend(released.problems)
+        failure.details.extend(released.details)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -379,5 +456,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     report.outcome = "failed"
     report.longrepr = failure.text()
-    if failure.table:
-        report.sections.append(("fa-mem agent memory", failure.table))
+    section = failure.section()
+    if section:
+        report.sections.append(("fa-mem agent memory", section))
