@@ -29,7 +29,8 @@ from fa_memtool.report import ReleasedRun, Retention
 
 __all__ = ["ReleaseWatch", "Retention", "check_released", "runs_verdict"]
 
-MAX_PATHS = 8  # reference paths reported (one per survivor, the model's first)
+MAX_PATHS = 8  # reference paths reported (the first survivor's roots, then one per survivor)
+MAX_ROOTS = 3  # roots listed for the first survivor (the model) when several hold it
 MAX_LEVELS = 24  # referrer levels searched back from a survivor
 MAX_FRONTIER = 2000  # referrers followed per level
 
@@ -236,12 +237,17 @@ def reference_paths(targets: list[tuple[Any, Any]], *, limit: int = MAX_PATHS) -
             thread_frames[id(frame)] = names.get(thread_id, str(thread_id))
             frame = frame.f_back
     found: list[str] = []
-    for label, target in targets[:limit]:
-        chain = _chain_to_root(target, module_dicts, own_frames, thread_frames, targets)
-        if chain is None:
+    for position, (label, target) in enumerate(targets):
+        if len(found) >= limit:
+            break
+        # Every root that holds the first survivor (the model, when there is one), up
+        # to MAX_ROOTS; the shortest one for the others.
+        chains = _chains_to_roots(target, module_dicts, own_frames, thread_frames, targets, most=MAX_ROOTS if position == 0 else 1)
+        if not chains:
             found.append(f"{_label(label)}: held by objects no root reaches (a cycle the collector could not free?)")
             continue
-        found.append(_render(chain, label, module_dicts, thread_frames))
+        found.extend(_render(chain, label, module_dicts, thread_frames) for chain in chains)
+    del found[limit:]
     return found
 
 
@@ -258,20 +264,23 @@ def _frames_of_this_thread() -> list[Any]:
     return frames
 
 
-def _chain_to_root(
+def _chains_to_roots(
     target: Any,
     module_dicts: dict[int, str],
     own_frames: set[int],
     thread_frames: dict[int, str],
     targets: list[tuple[Any, Any]],
-) -> list[Any] | None:
-    """[root, ..., target]: the referrer chain, found breadth first."""
+    *,
+    most: int = 1,
+) -> list[list[Any]]:
+    """Up to ``most`` chains [root, ..., target] from distinct roots, shortest first,
+    found breadth first (a root is not searched beyond)."""
     parent: dict[int, Any] = {id(target): None}
     frontier: list[Any] = [target]
-    bookkeeping = {id(parent), id(frontier), id(targets), *(id(pair) for pair in targets)}
+    chains: list[list[Any]] = []
+    bookkeeping = {id(parent), id(frontier), id(targets), id(chains), *(id(pair) for pair in targets)}
     for _ in range(MAX_LEVELS):
         bookkeeping.add(id(frontier))
-        wanted = {id(obj) for obj in frontier}
         following: list[Any] = []
         bookkeeping.add(id(following))
         for referrer in gc.get_referrers(*frontier):
@@ -280,7 +289,8 @@ def _chain_to_root(
                 continue
             if isinstance(referrer, types.FrameType) and key not in thread_frames:
                 continue  # a frame of this thread (fa-mem's own, or a finished call's)
-            held = next((obj for obj in frontier if id(obj) in {id(item) for item in gc.get_referents(referrer)}), None)
+            referents = {id(item) for item in gc.get_referents(referrer)}
+            held = next((obj for obj in frontier if id(obj) in referents), None)
             if held is None:
                 continue
             parent[key] = held
@@ -290,14 +300,16 @@ def _chain_to_root(
                 while current is not None:
                     chain.append(current)
                     current = parent.get(id(current))
-                return chain
+                chains.append(chain)
+                if len(chains) >= most:
+                    return chains
+                continue
             if len(following) < MAX_FRONTIER:
                 following.append(referrer)
-        del wanted
         if not following:
-            return None
+            return chains
         frontier = following
-    return None
+    return chains
 
 
 def _render(chain: list[Any], label: Any, module_dicts: dict[int, str], thread_frames: dict[int, str]) -> str:

@@ -151,3 +151,14 @@ def test_the_runs_verdict_says_what_the_sweep_leaves() -> None:
     growing = runs_verdict(runs([0, 0, 0], [0, 4 * 1024 * 1024, 8 * 1024 * 1024]))
     assert growing.startswith("no agent survives, but RSS after release grows by 4.19 MB per run")
     assert runs_verdict(runs([0, 0], [100, 100])).startswith("runs leave nothing behind")
+
+
+def test_every_root_that_holds_the_first_survivor_is_listed() -> None:
+    def run() -> list[Agent]:
+        agents = [Agent() for _ in range(3)]
+        REGISTRY.append(agents[0])
+        Registry.members["a"] = agents[0]
+        return agents
+
+    retention = check_released(run)
+    assert sorted(retention.paths) == sorted([f"{__name__}.REGISTRY[0] -> agent 0", f'{__name__}.Registry.members["a"] -> agent 0'])
