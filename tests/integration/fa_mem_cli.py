@@ -163,6 +163,17 @@ def write_module(directory: Path, name: str, source: str) -> Path:
     return path
 
 
+def tree_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every row of a JSON report's tree of paths, by path."""
+    found: dict[str, dict[str, Any]] = {}
+    stack = list(report["paths"])
+    while stack:
+        row = stack.pop()
+        found[row["path"]] = row
+        stack.extend(row["children"])
+    return found
+
+
 def load_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fa_mem_cli import assert_clean_success, load_json, run_cli
+from fa_mem_cli import assert_clean_success, load_json, run_cli, tree_rows
 
 torch = pytest.importorskip("torch")
 
@@ -28,16 +28,6 @@ def _module() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    stack = list(report["paths"])
-    while stack:
-        row = stack.pop()
-        found[row["path"]] = row
-        stack.extend(row["children"])
-    return found
 
 
 def _storage(tensor: Any) -> int:
@@ -77,7 +67,7 @@ def test_every_storage_is_counted_once(report: dict[str, Any], stepped: list[Any
 
 
 def test_parameters_sit_at_torch_names(report: dict[str, Any], stepped: list[Any]) -> None:
-    rows = _rows(report)
+    rows = tree_rows(report)
     weight = stepped[0].policy[0].weight
     row = rows["policy[0].weight"]
     assert row["shape"] == list(weight.shape) and row["dtype"] == "float32" and row["device"] == "cpu"

@@ -11,22 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fa_mem_cli import SAMPLE_AGENTS, assert_clean_success, load_json, run_cli
+from fa_mem_cli import SAMPLE_AGENTS, assert_clean_success, load_json, run_cli, tree_rows
 
 pytestmark = pytest.mark.slow
 
 AGENTS = 3
 STEPS = 12
-
-
-def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    stack = list(report["paths"])
-    while stack:
-        row = stack.pop()
-        found[row["path"]] = row
-        stack.extend(row["children"])
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def test_nested_matrix_has_its_own_row(wrapped_report: dict[str, Any]) -> None:
 
     forager = wrapped.create_agents(1, 0)[0]
     b0 = forager.agent.B[0]
-    row = _rows(wrapped_report)["agent.B[0]"]
+    row = tree_rows(wrapped_report)["agent.B[0]"]
     assert row["deep_bytes"] == sys.getsizeof(b0)  # header + 829,440 bytes of float64
     assert row["shape"] == list(b0.shape) and row["dtype"] == "float64"
     assert row["zero_fraction"] == pytest.approx(1 - np.count_nonzero(b0) / b0.size)
@@ -56,7 +46,7 @@ def test_nested_matrix_has_its_own_row(wrapped_report: dict[str, Any]) -> None:
 
 
 def test_histories_are_one_row_of_items(wrapped_report: dict[str, Any]) -> None:
-    rows = _rows(wrapped_report)
+    rows = tree_rows(wrapped_report)
     beliefs = rows["agent.q_pi_hist[*]"]
     assert beliefs["items"] == STEPS  # one policy posterior per step
     assert beliefs["shape"] == [5]
@@ -72,7 +62,7 @@ def test_growth_is_named_by_the_deepest_paths(wrapped_report: dict[str, Any]) ->
 
 
 def test_alias_is_shown_once_with_its_other_path(wrapped_report: dict[str, Any]) -> None:
-    rows = _rows(wrapped_report)
+    rows = tree_rows(wrapped_report)
     assert rows['matrix_cache["A"]']["aliases"] == ["agent.A[0]"]
     assert "agent.A[0]" not in rows
 
