@@ -224,6 +224,8 @@ class Measurement:
         self.progress.send("phase", name=f"run {run} of {self.spec.runs}", rss_bytes=int(self.process.memory_info().rss))
         driver = self._driver(module, factory_name, factory)
         agents = list(driver.build())
+        if self.spec.plan:
+            self._apply_plan(agents)  # every run as the profiled one: with the plan applied
         for step in range(self.spec.steps):
             driver.step(step)
             if driver.finished:
