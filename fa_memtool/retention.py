@@ -279,7 +279,20 @@ def _chains_to_roots(
     frontier: list[Any] = [target]
     chains: list[list[Any]] = []
     bookkeeping = {id(parent), id(frontier), id(targets), id(chains), *(id(pair) for pair in targets)}
+    # A running thread's locals are not found as referrers of its frames: look them up.
+    thread_locals = _thread_locals(thread_frames)
     for _ in range(MAX_LEVELS):
+        for obj in frontier:
+            frame = thread_locals.get(id(obj))
+            if frame is not None and len(chains) < most:
+                chain = [frame]
+                current: Any = obj
+                while current is not None:
+                    chain.append(current)
+                    current = parent.get(id(current))
+                chains.append(chain)
+        if len(chains) >= most:
+            return chains
         bookkeeping.add(id(frontier))
         following: list[Any] = []
         bookkeeping.add(id(following))
@@ -296,7 +309,7 @@ def _chains_to_roots(
             parent[key] = held
             if key in module_dicts or isinstance(referrer, type) or key in thread_frames:
                 chain = [referrer]
-                current: Any = held
+                current = held
                 while current is not None:
                     chain.append(current)
                     current = parent.get(id(current))
@@ -310,6 +323,30 @@ def _chains_to_roots(
             return chains
         frontier = following
     return chains
+
+
+def _thread_locals(thread_frames: dict[int, str]) -> dict[int, Any]:
+    """id of each object another thread's running frames hold as a local -> the frame."""
+    found: dict[int, Any] = {}
+    frames = {id(frame): frame for thread_id, top in sys._current_frames().items() if thread_id != threading.get_ident() for frame in _stack(top)}
+    for key, frame in frames.items():
+        if key not in thread_frames:
+            continue
+        try:
+            values = list(frame.f_locals.values())
+        except Exception:
+            continue
+        for value in values:
+            found.setdefault(id(value), frame)
+    return found
+
+
+def _stack(frame: Any) -> list[Any]:
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
 
 
 def _render(chain: list[Any], label: Any, module_dicts: dict[int, str], thread_frames: dict[int, str]) -> str:

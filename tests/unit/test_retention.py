@@ -92,7 +92,7 @@ def test_a_running_thread_is_named() -> None:
     finally:
         release.set()
     assert retention.retained_agents == [1]
-    assert "Thread" in retention.paths[0] or "thread 'holder'" in retention.paths[0]
+    assert retention.paths[0] == "thread 'holder' (in <lambda>) local held -> agent 1"
 
 
 class Cyclic:
