@@ -227,22 +227,30 @@ def reference_paths(targets: list[tuple[Any, Any]], *, limit: int = MAX_PATHS) -
         state = getattr(module, "__dict__", None)
         if isinstance(state, dict) and (id(state) not in module_dicts or module_dicts[id(state)].startswith("__mp_")):
             module_dicts[id(state)] = name  # __main__ rather than its alias __mp_main__
-    own_frames = {id(frame) for frame in _frames_of_this_thread()}
+    own_frames = {id(frame) for frame in _stack(sys._getframe())}
     names = {thread.ident: thread.name for thread in threading.enumerate()}
-    thread_frames: dict[int, str] = {}
-    for thread_id, frame in sys._current_frames().items():
+    thread_frames: dict[int, str] = {}  # every frame of another thread's stack -> its name
+    thread_locals: dict[int, Any] = {}  # id of a local of such a frame -> the frame
+    for thread_id, top in sys._current_frames().items():
         if thread_id == threading.get_ident():
             continue
-        while frame is not None:  # every frame of the other thread's stack
+        for frame in _stack(top):
             thread_frames[id(frame)] = names.get(thread_id, str(thread_id))
-            frame = frame.f_back
+            try:
+                values = list(frame.f_locals.values())
+            except Exception:
+                continue
+            for value in values:
+                thread_locals.setdefault(id(value), frame)
     found: list[str] = []
     for position, (label, target) in enumerate(targets):
         if len(found) >= limit:
             break
         # Every root that holds the first survivor (the model, when there is one), up
         # to MAX_ROOTS; the shortest one for the others.
-        chains = _chains_to_roots(target, module_dicts, own_frames, thread_frames, targets, most=MAX_ROOTS if position == 0 else 1)
+        chains = _chains_to_roots(
+            target, module_dicts, own_frames, thread_frames, thread_locals, targets, most=MAX_ROOTS if position == 0 else 1
+        )
         if not chains:
             found.append(f"{_label(label)}: held by objects no root reaches (a cycle the collector could not free?)")
             continue
@@ -255,13 +263,23 @@ def _label(label: Any) -> str:
     return "the model" if label == "model" else f"agent {label}"
 
 
-def _frames_of_this_thread() -> list[Any]:
+def _stack(frame: Any) -> list[Any]:
+    """``frame`` and every frame below it."""
     frames = []
-    frame = sys._getframe()
     while frame is not None:
         frames.append(frame)
         frame = frame.f_back
     return frames
+
+
+def _chain(root: Any, held: Any, parent: dict[int, Any]) -> list[Any]:
+    """[root, held, ..., target] by following ``parent`` from ``held`` to the target."""
+    chain = [root]
+    current: Any = held
+    while current is not None:
+        chain.append(current)
+        current = parent.get(id(current))
+    return chain
 
 
 def _chains_to_roots(
@@ -269,6 +287,7 @@ def _chains_to_roots(
     module_dicts: dict[int, str],
     own_frames: set[int],
     thread_frames: dict[int, str],
+    thread_locals: dict[int, Any],
     targets: list[tuple[Any, Any]],
     *,
     most: int = 1,
@@ -279,18 +298,12 @@ def _chains_to_roots(
     frontier: list[Any] = [target]
     chains: list[list[Any]] = []
     bookkeeping = {id(parent), id(frontier), id(targets), id(chains), *(id(pair) for pair in targets)}
-    # A running thread's locals are not found as referrers of its frames: look them up.
-    thread_locals = _thread_locals(thread_frames)
     for _ in range(MAX_LEVELS):
+        # A running thread's locals are not found as referrers of its frames: look them up.
         for obj in frontier:
             frame = thread_locals.get(id(obj))
             if frame is not None and len(chains) < most:
-                chain = [frame]
-                current: Any = obj
-                while current is not None:
-                    chain.append(current)
-                    current = parent.get(id(current))
-                chains.append(chain)
+                chains.append(_chain(frame, obj, parent))
         if len(chains) >= most:
             return chains
         bookkeeping.add(id(frontier))
@@ -308,12 +321,7 @@ def _chains_to_roots(
                 continue
             parent[key] = held
             if key in module_dicts or isinstance(referrer, type) or key in thread_frames:
-                chain = [referrer]
-                current = held
-                while current is not None:
-                    chain.append(current)
-                    current = parent.get(id(current))
-                chains.append(chain)
+                chains.append(_chain(referrer, held, parent))
                 if len(chains) >= most:
                     return chains
                 continue
@@ -323,30 +331,6 @@ def _chains_to_roots(
             return chains
         frontier = following
     return chains
-
-
-def _thread_locals(thread_frames: dict[int, str]) -> dict[int, Any]:
-    """id of each object another thread's running frames hold as a local -> the frame."""
-    found: dict[int, Any] = {}
-    frames = {id(frame): frame for thread_id, top in sys._current_frames().items() if thread_id != threading.get_ident() for frame in _stack(top)}
-    for key, frame in frames.items():
-        if key not in thread_frames:
-            continue
-        try:
-            values = list(frame.f_locals.values())
-        except Exception:
-            continue
-        for value in values:
-            found.setdefault(id(value), frame)
-    return found
-
-
-def _stack(frame: Any) -> list[Any]:
-    frames = []
-    while frame is not None:
-        frames.append(frame)
-        frame = frame.f_back
-    return frames
 
 
 def _render(chain: list[Any], label: Any, module_dicts: dict[int, str], thread_frames: dict[int, str]) -> str:

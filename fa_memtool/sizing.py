@@ -193,13 +193,16 @@ class _Graph:
             self.sizes[position] = self._own_size(obj)
         return position
 
-    def _own_size(self, obj: object, handler: Any = None) -> int:
-        """The object's own bytes: its handler's figure, else ``sys.getsizeof``."""
+    def _own_size(self, obj: object, handler: Any = _UNRESOLVED) -> int:
+        """The object's own bytes: its handler's figure, else ``sys.getsizeof``
+        (``handler``: the one the caller already resolved, None for none)."""
         try:
-            if type(obj) is ExternalBuffer:
+            kind = type(obj)
+            if kind is ExternalBuffer:
                 return obj.nbytes if obj.host else 0  # type: ignore[attr-defined]
-            if handler is None and type(obj) not in _ATOMIC_TYPES and type(obj) not in _CONTAINER_TYPES and type(obj) is not dict:
-                handler = self.handlers.handler_for(obj)
+            if handler is _UNRESOLVED:
+                fast = kind in _ATOMIC_TYPES or kind in _CONTAINER_TYPES or kind is dict
+                handler = None if fast else self.handlers.handler_for(obj)
             if handler is not None:
                 return int(handler.own_size(obj))
             return sys.getsizeof(obj)
@@ -235,7 +238,7 @@ class _Graph:
                 if handler is _UNRESOLVED:
                     handler = resolve(obj)
                 if handler is None or kind is ExternalBuffer:
-                    sizes[position] = own_size(obj)
+                    sizes[position] = own_size(obj, None)
                     referents = plain_referents(obj, kind)
                 else:
                     sizes[position] = own_size(obj, handler)
