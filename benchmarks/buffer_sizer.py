@@ -32,9 +32,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -49,7 +47,9 @@ from torch import nn  # noqa: E402
 import fa_memtool  # noqa: E402
 from fa_memtool.sizing import deep_size, measure_population  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run_benchmarks  # noqa: E402  (its machine record)
+
 PLAIN = "plain tensor walk"
 FA_MEM = "fa-mem measure_population"
 FA_MEM_NO_PATHS = "fa-mem measure_population(paths=False)"
@@ -114,29 +114,10 @@ def storage_bytes(agents: list[TorchAgent]) -> tuple[int, int]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    digest = hashlib.sha256()
-    for source in sorted((ROOT / "fa_memtool").rglob("*.py")):
-        digest.update(source.relative_to(ROOT).as_posix().encode())
-        digest.update(source.read_bytes())
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "pympler": getattr(sys.modules["pympler"], "__version__", "unknown"),
-        "fa_mem": fa_memtool.__version__,
-        "fa_memtool_source_sha256": digest.hexdigest()[:16],
-    }
+    """The machine, as the other benchmarks record it, and the torch build."""
+    found = run_benchmarks.machine()
+    found.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    return found
 
 
 def run(agent_count: int, rounds: int) -> dict[str, Any]:
