@@ -19,6 +19,7 @@ from fa_memtool.units import format_bytes
 # Deep sizes are deterministic, so any sustained positive slope is real growth; this
 # only keeps float round-off from being called a leak.
 LEAK_THRESHOLD_BYTES_PER_STEP = 1.0
+NOISE_BYTES_PER_AGENT = 1.0
 
 
 def slope(steps: Sequence[float], values: Sequence[float]) -> float:
@@ -83,9 +84,13 @@ def analyse_growth(
             continue
         attribute_slope = slope(steps[start:], series[start:])
         gained = series[-1] - series[0]
-        if attribute_slope <= LEAK_THRESHOLD_BYTES_PER_STEP / 10 and gained <= 0:
-            continue
         attribute_late = slope(steps[late:], series[late:])
+        # A path that ends no larger than it began (less than a byte per agent more:
+        # the amortized share of a shared object moves by a few bytes as other agents
+        # come to hold it) and is not rising at the end did not grow, whatever its
+        # fitted slope.
+        if gained < NOISE_BYTES_PER_AGENT and attribute_late < LEAK_THRESHOLD_BYTES_PER_STEP:
+            continue
         attribute_early = slope(steps[start : late + 1], series[start : late + 1])
         # Containers grow in steps (list over-allocation, deque blocks), so "stopped"
         # means the late slope is small next to the early one, not exactly zero.
@@ -93,7 +98,9 @@ def analyse_growth(
         maxlen = _full_deque(final_values.get(name, []))
         if maxlen is not None:
             bounded, reason = True, f"deque reached maxlen={maxlen}"
-        elif stopped:
+        elif stopped or attribute_slope <= LEAK_THRESHOLD_BYTES_PER_STEP / 10:
+            # Larger at the end than at the start, but not rising over the run (an int
+            # that left the small-int cache, a value that was replaced by a larger one).
             bounded, reason = True, "growth stopped before the second half of the run"
         else:
             bounded = False

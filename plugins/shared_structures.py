@@ -7,8 +7,8 @@ table, a configuration. This plugin finds the paths whose values are plain struc
 contents on several agents (the same types, items and order) and gives every agent the
 pool's one read-only copy (``FrozenDict`` / ``FrozenList``, which read exactly like the
 dict and list and raise ``TypeError`` on any change). Only the outermost such path is
-proposed (the table, not each of its rows), and paths that grew during the profile are
-left alone: a growing structure is not a constant.
+proposed (the table, not each of its rows), and paths that grew during the profile, or
+hold a path that grew, are left alone: a growing structure is not a constant.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
     candidates: list[Candidate] = []
     chosen: list[str] = []
     for path, members in path_groups(agents, context).items():
-        if any(is_under(path, outer) for outer in chosen) or any(is_under(path, grown) for grown in context.growing):
+        # A structure that grew, or holds something that grew, is not a constant. Growth
+        # is named by the deepest path that grows, so a table inside a growing object
+        # (a gymnasium env whose counters change) is not taken for growing itself.
+        if any(is_under(path, outer) for outer in chosen) or any(is_under(grown, path) for grown in context.growing):
             continue
         values = list({id(held.value): held.value for _, held in members}.values())
         if len(values) < 2 or any(isinstance(value, (FrozenDict, FrozenList)) for value in values):
