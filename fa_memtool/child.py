@@ -234,9 +234,10 @@ class Measurement:
         del agents, driver
         return self._released_run(run, watch.check(paths=False))
 
-    def _driver(self, module: Any, factory_name: str, factory: Any) -> PopulationDriver:
-        """A driver that builds the population with this run's factory call."""
-        spec = self.spec
+    def _driver(self, module: Any, factory_name: str, factory: Any, *, seed: int | None = None) -> PopulationDriver:
+        """A driver that builds the population with this run's factory call (with
+        ``seed`` in place of the run's seed, for the factory and the observations)."""
+        spec = self.spec if seed is None else dataclasses.replace(self.spec, seed=seed)
         return PopulationDriver(
             lambda: call_factory(factory_name, factory, agents=spec.agents, seed=spec.seed, factory_args=spec.factory_args),
             stepping=Stepping.from_spec(spec),
@@ -264,8 +265,8 @@ class Measurement:
         spec = self.spec
         settings = TrialSettings(**(spec.trials or {}))
 
-        def build() -> PopulationDriver:
-            driver = self._driver(module, factory_name, factory)
+        def build(seed: int) -> PopulationDriver:
+            driver = self._driver(module, factory_name, factory, seed=seed)
             driver.build()
             return driver
 
@@ -275,6 +276,7 @@ class Measurement:
             settings=settings,
             module_globals=program_globals(module),
             progress=self.progress,
+            seed=spec.seed,
         )
 
     def _start_memray(self) -> Any:

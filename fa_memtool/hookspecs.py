@@ -48,6 +48,10 @@ class PluginInfo:
     # declare theirs like any plugin: lower precision (10) before the containers,
     # which keep the dtype they are given, so both can apply to one array.
     priority: int = DEFAULT_PRIORITY
+    # A lossy plugin changes values (lower precision): besides the replays, each of its
+    # candidates must pass fa-mem optimize's sensitivity test (replays with the values
+    # at its path perturbed by more than the change does).
+    lossy: bool = False
 
 
 @dataclass
@@ -98,6 +102,10 @@ class Candidate:
     kind: str = ""
     message: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
+    # For a lossy plugin: the largest relative change the transformation makes to one
+    # value (float64 -> float32 rounding: 2**-24, about 6e-8). The sensitivity test
+    # perturbs by ten times this. None: the float32 rounding is assumed.
+    relative_change: float | None = None
 
 
 @hookspec

@@ -53,6 +53,7 @@ class TrialSettings:
     atol: float
     growing: dict[str, float]  # from the baseline profile: path -> bytes per agent per step
     max_slowdown: float | None = None  # reject a candidate whose replay steps are slower than this factor
+    verify_seeds: int = 2  # every trial replays the run's population on this many seeds (the run's seed, +1, ...)
 
 
 @dataclass
@@ -66,6 +67,10 @@ class TrialOutcome:
     bytes_after: float | None = None
     forced: bool = False
     behaviour_changed: bool = False
+    # Why it was rolled back, as a word for machines: not-applicable, raised,
+    # behaviour-changed, no-saving, slower, sensitive ("" when kept).
+    failure: str = ""
+    sensitivity_replays: int = 0  # perturbed replays it passed (lossy transformations)
 
 
 @dataclass
@@ -79,7 +84,9 @@ class PluginProblem:
 class OptimizeResult:
     target_bytes: float
     target_met: bool
-    verified: bool  # every kept transformation replayed with identical actions
+    # Every kept transformation replayed with identical actions (True), one kept under
+    # --force changed them (False), or nothing was kept, so nothing needed proof (None).
+    verified: bool | None
     before: Report
     after: Report | None
     plan: Plan
@@ -88,10 +95,15 @@ class OptimizeResult:
     replay_steps: int = 0
     step_time_ratio: float | None = None  # optimized / original step time in the last kept trial
     adoption: dict[str, str] = field(default_factory=dict)  # "plugin:path" -> the line to write (one per path)
+    # What was proven, or why nothing was tried: the sentence the report leads with.
+    summary: str = ""
+    candidates: int = 0  # candidates the plugins proposed
+    # How the trials were replayed: agents, steps, seeds, sensitivity_replays (empty: no trial ran).
+    verification: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        if not self.verified:
+        if self.verified is False:
             return EXIT_BEHAVIOUR_CHANGED
         return EXIT_OK if self.target_met else EXIT_LIMIT_EXCEEDED
 
@@ -154,128 +166,244 @@ def _order(candidates: list[Candidate], priority: dict[str, int]) -> list[Candid
     )
 
 
+@dataclass
+class Recording:
+    """The original population's run on one verification seed: its actions at every
+    step, its step time, and the population itself at the end (the numbers every
+    trial's final state is compared with)."""
+
+    seed: int
+    actions: list[list[Action]]
+    seconds: float
+    population: PopulationDriver
+    finished_after: int | None  # the step after which the model stopped itself, or None
+
+
+def _snapshot(actions: list[Action]) -> list[Action]:
+    """Actions kept for later comparison: copies, since an agent may return an object it
+    changes at the next step (its belief array)."""
+    import copy
+
+    try:
+        return copy.deepcopy(actions)
+    except Exception:  # an action that cannot be copied is compared as it is then
+        return list(actions)
+
+
 def run_trials(
     *,
-    build: Callable[[], PopulationDriver],
+    build: Callable[[int], PopulationDriver],
     steps: int,
     settings: TrialSettings,
     module_globals: list[object],
     progress: Any,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The child side of optimize (steps 2 and 3 of the module docstring).
 
-    ``build`` returns a freshly built population each time it is called.
+    ``build(seed)`` returns a freshly built population for a verification seed (the
+    factory's seed and the observations' seed), each time it is called.
     """
-    from fa_memtool.plugins import TransformationFailed, analyse, apply_candidate, excluded, plugin_manager, priorities, select
+    from fa_memtool.plugins import (
+        TransformationFailed,
+        analyse,
+        apply_candidate,
+        excluded,
+        lossy_plugins,
+        plugin_manager,
+        priorities,
+        select,
+    )
+    from fa_memtool.sensitivity import MARGIN, REPLAYS, perturb, scope
 
     manager = plugin_manager()
     enabled = select(manager, settings.plugins)
-
-    def run(population: PopulationDriver, count: int) -> None:
-        for step in range(count):
-            population.step(step)
-            if population.finished:
-                break
+    lossy = lossy_plugins(manager)
+    seeds = [seed + offset for offset in range(max(1, settings.verify_seeds))]
+    checkpoint = max(1, steps // CHECKPOINTS)
 
     def per_agent(population: PopulationDriver) -> float:
         sized = measure_population(population.agents(), module_globals=module_globals, boundaries=population.program_objects())
         return sum(agent.amortized_bytes for agent in sized.agents) / len(sized.agents)
 
+    def record(run_seed: int) -> Recording:
+        """The original population's run on one seed, in its own seeded random stream."""
+        stream = RandomStream.seeded(run_seed)
+        with stream.active():
+            population = build(run_seed)
+        actions: list[list[Action]] = []
+        seconds = 0.0
+        finished_after = None
+        for step_number in range(steps):
+            started = time.perf_counter()
+            with stream.active():
+                step_actions = population.step(step_number)  # the original raising is the workload's failure
+            seconds += time.perf_counter() - started
+            actions.append(_snapshot(step_actions))
+            if population.finished:
+                finished_after = step_number + 1
+                break
+        return Recording(run_seed, actions, seconds, population, finished_after)
+
     progress.send("trials", stage="analyse", total=steps)
-    probe = build()
-    run(probe, steps)
-    baseline_bytes = per_agent(probe)
+    recordings = {seeds[0]: record(seeds[0])}
+    first = recordings[seeds[0]].population
+    baseline_bytes = per_agent(first)
     context = AnalysisContext(
         growing=dict(settings.growing),
         rtol=settings.rtol,
         atol=settings.atol,
         exclude=frozenset(settings.exclude),
         steps=steps,
-        boundaries=tuple(probe.program_objects()),
+        boundaries=tuple(first.program_objects()),
     )
-    candidates, failures = analyse(manager, probe.agents(), context, enabled)
-    del probe
+    candidates, failures = analyse(manager, first.agents(), context, enabled)
     candidates = _order(candidates, priorities(manager))
+    examined = 0 if candidates else _examined_paths(first.agents(), first.program_objects())
+    del first
 
     accepted: list[tuple[Candidate, PlanStep]] = []
     outcomes: list[TrialOutcome] = []
-    checkpoint = max(1, steps // CHECKPOINTS)
 
-    def replay(
-        originals: PopulationDriver, trials: PopulationDriver, streams: tuple[RandomStream, RandomStream]
-    ) -> tuple[str | None, float, float]:
-        """Lockstep replay, each population in its own random stream: how behaviour
-        changed (or None), and both populations' step time."""
-        seconds_original = seconds_trial = 0.0
-        for step_number in range(steps):
+    def recording(run_seed: int) -> Recording:
+        if run_seed not in recordings:
+            progress.send("trials", stage="record", name=f"the original agents on seed {run_seed}")
+            recordings[run_seed] = record(run_seed)
+        return recordings[run_seed]
+
+    def apply_plan_to(population: PopulationDriver, candidate: Candidate | None) -> PlanStep | None:
+        agents = population.agents()
+        for earlier, _ in accepted:
+            apply_candidate(manager, agents, earlier)
+        if candidate is None:
+            return None
+        step = step_for(agents[0], candidate.plugin, candidate.attribute, candidate.parameters)
+        apply_candidate(manager, agents, candidate)
+        return step
+
+    def replay(recorded: Recording, population: PopulationDriver, stream: RandomStream, *, compare_state: bool,
+               disturb: Callable[[int], None] | None = None) -> tuple[str | None, float]:
+        """Step ``population`` as the recorded original was stepped: the first difference
+        (actions at every step; numeric state at the end) or None, and its step time."""
+        seconds = 0.0
+        for step_number, expected in enumerate(recorded.actions):
+            if disturb is not None and step_number % checkpoint == 0:
+                disturb(step_number)
             started = time.perf_counter()
-            with streams[0].active():
-                actions = originals.step(step_number)  # the original raising is the workload's failure
-            middle = time.perf_counter()
-            try:
-                with streams[1].active():
-                    trial_actions = trials.step(step_number)
-            except StepFailed as error:
-                return error.message, seconds_original, seconds_trial
-            seconds_original += middle - started
-            seconds_trial += time.perf_counter() - middle
-            changed = different_actions(actions, trial_actions, step_number)
-            if changed is None and originals.finished != trials.finished:
-                stopped = "the original" if originals.finished else "the optimized"
+            with stream.active():
+                actions = population.step(step_number)  # StepFailed: the trial raised
+            seconds += time.perf_counter() - started
+            changed = different_actions(expected, actions, step_number)
+            if changed is None and (recorded.finished_after == step_number + 1) != population.finished:
+                stopped = "the original" if recorded.finished_after == step_number + 1 else "the optimized"
                 changed = f"only {stopped} model stopped itself after step {step_number + 1}"
-            last = step_number + 1 == steps or originals.finished
-            if changed is None and ((step_number + 1) % checkpoint == 0 or last):
-                found = compare_populations(originals, trials, settings.rtol, settings.atol)
-                if found:
-                    changed = f"{found} after step {step_number + 1}"
-            if changed is not None or last:
-                return changed, seconds_original, seconds_trial
-        return None, seconds_original, seconds_trial
+            if changed is not None:
+                return f"{changed} (seed {recorded.seed})", seconds
+        if compare_state:
+            found = compare_populations(recorded.population, population, settings.rtol, settings.atol)
+            if found:
+                return f"{found} after step {len(recorded.actions)} (seed {recorded.seed})", seconds
+        return None, seconds
+
+    def sensitive(candidate: Candidate) -> str | None:
+        """The sensitivity test (fa_memtool.sensitivity): the first divergence of a
+        perturbed replay of the original agents, or None."""
+        relative = scope(candidate)
+        for replay_number in range(REPLAYS):
+            recorded = recording(seeds[replay_number % len(seeds)])
+            progress.send("trials", stage="sensitivity", name=f"{candidate.plugin} on .{candidate.attribute}: replay {replay_number + 1}/{REPLAYS}")
+            stream = RandomStream.seeded(recorded.seed)
+            with stream.active():
+                population = build(recorded.seed)
+            apply_plan_to(population, None)
+            import numpy
+
+            generator = numpy.random.default_rng([recorded.seed, replay_number, 0x5E45])
+            moved = [0]
+
+            def disturb(_: int) -> None:
+                moved[0] += perturb(population.agents(), candidate.attribute, relative, generator)
+
+            try:
+                changed, _ = replay(recorded, population, stream, compare_state=False, disturb=disturb)
+            except StepFailed as error:
+                changed = f"a perturbed replay raised: {error.message}"
+            if not moved[0]:
+                return f"its values could not be perturbed to test sensitivity (no float array at .{candidate.attribute})"
+            if changed is not None:
+                return (
+                    f"sensitive at this precision: with .{candidate.attribute} perturbed by {relative:.1e} relative "
+                    f"({MARGIN:g}x the change), {changed} (perturbed replay {replay_number + 1} of {REPLAYS})"
+                )
+        return None
 
     def trial(candidate: Candidate, current: float) -> tuple[TrialOutcome, PlanStep | None, float | None]:
-        """One candidate on top of the accepted ones; its populations die with this call."""
+        """One candidate on top of the accepted ones, on every verification seed."""
         outcome = TrialOutcome(candidate.plugin, candidate.attribute, candidate.estimated_bytes_saved_per_agent, False, "")
         outcome.forced = excluded(candidate.attribute, settings.force)
-        # Both populations are built and stepped from one random state, each in its
-        # own stream: the same draws for agents that use the global generators.
-        streams = (RandomStream(), RandomStream())
-        with streams[0].active():
-            originals = build()
-        with streams[1].active():
-            trials = build()
-        trial_agents = trials.agents()
-        try:
-            for earlier, _ in accepted:
-                apply_candidate(manager, trial_agents, earlier)
-            step = step_for(trial_agents[0], candidate.plugin, candidate.attribute, candidate.parameters)
-            apply_candidate(manager, trial_agents, candidate)
-        except TransformationFailed as failure:
-            outcome.reason = f"could not be applied: {failure}"
-            return outcome, None, None
-        except PathError as error:  # found after the steps, absent from freshly built agents
-            outcome.reason = f"could not be applied: {error.message}"
-            return outcome, None, None
-        changed, seconds_original, seconds_trial = replay(originals, trials, streams)
-        if changed is not None and not outcome.forced:
-            outcome.reason = f"behaviour changed: {changed}"
-            return outcome, None, None
-        _drop_read_caches(trials.agents())
-        step_ratio = seconds_trial / seconds_original if seconds_original > 0 else None
+        step: PlanStep | None = None
+        changed: str | None = None
+        original_seconds = trial_seconds = 0.0
+        after: float | None = None
+        for number, run_seed in enumerate(seeds):
+            recorded = recording(run_seed)
+            stream = RandomStream.seeded(run_seed)
+            with stream.active():
+                population = build(run_seed)
+            try:
+                step = apply_plan_to(population, candidate)
+            except TransformationFailed as failure:
+                outcome.reason, outcome.failure = f"could not be applied: {failure}", "not-applicable"
+                return outcome, None, None
+            except PathError as error:  # found after the steps, absent from freshly built agents
+                outcome.reason, outcome.failure = f"could not be applied: {error.message}", "not-applicable"
+                return outcome, None, None
+            try:
+                found, seconds = replay(recorded, population, stream, compare_state=True)
+            except StepFailed as error:
+                outcome.reason = f"raised: {error.message} (under {candidate.plugin} on .{candidate.attribute}, seed {run_seed})"
+                outcome.failure = "raised"
+                return outcome, None, None
+            original_seconds += recorded.seconds
+            trial_seconds += seconds
+            if found is not None:
+                if not outcome.forced:
+                    outcome.reason, outcome.failure = f"behaviour changed: {found}", "behaviour-changed"
+                    return outcome, None, None
+                changed = changed or found
+            if number == 0:
+                # Memory first: a candidate that saves nothing is rolled back before the other seeds run.
+                _drop_read_caches(population.agents())
+                after = per_agent(population)
+                if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
+                    outcome.bytes_before, outcome.bytes_after = current, after
+                    outcome.reason = (
+                        f"no measured saving (only {format_bytes(current - after)} per agent, under {MIN_SAVING_BYTES} B)"
+                        if after < current
+                        else "no measured saving"
+                    )
+                    outcome.failure = "no-saving"
+                    return outcome, None, None
+            del population
+        step_ratio = trial_seconds / original_seconds if original_seconds > 0 else None
         if settings.max_slowdown is not None and step_ratio is not None and step_ratio > settings.max_slowdown:
             outcome.reason = f"steps took {step_ratio:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}"
+            outcome.failure = "slower"
             return outcome, None, None
-        after = per_agent(trials)
+        proven = f"identical actions on {_population_text(recordings[seeds[0]])} x {len(recordings[seeds[0]].actions)} steps x {_seeds_text(seeds)}"
+        if candidate.plugin in lossy and changed is None:
+            found = sensitive(candidate)
+            if found is not None and not outcome.forced:
+                outcome.reason, outcome.failure = found, "sensitive"
+                return outcome, None, None
+            changed = found
+            outcome.sensitivity_replays = REPLAYS
+            proven += f"; and under {REPLAYS} replays with .{candidate.attribute} perturbed by {scope(candidate):.1e} relative"
+        assert step is not None and after is not None
         outcome.bytes_before, outcome.bytes_after = current, after
-        if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
-            outcome.reason = (
-                f"no measured saving (only {format_bytes(current - after)} per agent, under {MIN_SAVING_BYTES} B)"
-                if after < current
-                else "no measured saving"
-            )
-            return outcome, None, None
         outcome.accepted = True
         outcome.behaviour_changed = changed is not None
-        outcome.reason = changed or f"identical actions over {steps} steps; numeric values within tolerance"
+        outcome.reason = changed or f"{proven}; numeric values within tolerance"
         step.before_bytes_per_agent, step.after_bytes_per_agent = current, after
         return outcome, step, step_ratio
 
@@ -297,6 +425,7 @@ def run_trials(
             kept.add((candidate.plugin, candidate.attribute))
             current = outcome.bytes_after if outcome.bytes_after is not None else current
             ratio = step_ratio
+    first_recording = recordings[seeds[0]]
     return {
         "trials": {
             "baseline_bytes": baseline_bytes,
@@ -305,8 +434,32 @@ def run_trials(
             "outcomes": [dataclasses.asdict(outcome) for outcome in outcomes],
             "failures": [dataclasses.asdict(failure) for failure in failures],
             "step_time_ratio": ratio,
+            "candidates": len(candidates),
+            "examined_paths": examined,
+            "verification": {
+                "agents": len(first_recording.population.labels()),
+                "steps": len(first_recording.actions),
+                "seeds": [run_seed for run_seed in seeds if run_seed in recordings],
+                "sensitivity_replays": REPLAYS,
+            },
         }
     }
+
+
+def _population_text(recorded: Recording) -> str:
+    count = len(recorded.population.labels())
+    return f"{count} agent{'s' if count != 1 else ''}"
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+
+
+def _examined_paths(agents: list[Any], boundaries: list[object]) -> int:
+    """How many paths the plugins were shown on the agents (the groups of their holdings)."""
+    from fa_memtool.holdings import PopulationHoldings
+
+    return len(PopulationHoldings(agents, boundaries=boundaries).groups())
 
 
 # -- the parent side -------------------------------------------------------------------
@@ -349,6 +502,7 @@ def optimize(
     scaling: list[int] | None,
     progress: Any = None,
 ) -> OptimizeResult:
+    from fa_memtool.plugins import plugin_manager, select
     from fa_memtool.runner import profile, run_child
 
     if progress is not None:
@@ -356,16 +510,26 @@ def optimize(
     before = profile(spec, limits=limits, scaling=scaling, progress=progress)
     if before.error is not None:
         raise StepFailed(f"the baseline run failed: {before.error.message}", detail=before.error.traceback)
+    workload = {"module": before.workload.module, "factory": before.workload.factory, "agents": spec.agents, "seed": spec.seed}
+    empty_plan = Plan(fa_mem_plan=PLAN_VERSION, steps=[], workload=workload)
+    per_agent = before.population.per_agent_bytes
+    if settings.target_bytes is not None and per_agent <= settings.target_bytes:
+        return OptimizeResult(
+            target_bytes=float(settings.target_bytes),
+            target_met=True,
+            verified=None,
+            before=before,
+            after=None,
+            plan=empty_plan,
+            replay_steps=spec.steps,
+            summary=f"already at {format_bytes(per_agent)} per agent, under the {format_bytes(settings.target_bytes)} target; nothing tried",
+        )
     settings.growing = {item.name: item.bytes_per_step_per_agent for item in before.growth.paths or before.growth.attributes}
     trials_spec = dataclasses.replace(spec, mode="trials", trace=False, trials=dataclasses.asdict(settings))
     if progress is not None:
         progress({"event": "configuration", "name": "trials"})
     outcome = run_child(trials_spec, limits=limits, progress=progress)["trials"]
-    plan = Plan(
-        fa_mem_plan=PLAN_VERSION,
-        steps=[from_dict(PlanStep, step) for step in outcome["steps"]],
-        workload={"module": before.workload.module, "factory": before.workload.factory, "agents": spec.agents, "seed": spec.seed},
-    )
+    plan = dataclasses.replace(empty_plan, steps=[from_dict(PlanStep, step) for step in outcome["steps"]])
     after = None
     if plan.steps:
         if progress is not None:
@@ -378,10 +542,27 @@ def optimize(
         )
     trials = [from_dict(TrialOutcome, item) for item in outcome["outcomes"]]
     final = after if after is not None else before
+    kept = [trial for trial in trials if trial.accepted]
+    verified: bool | None = None
+    if kept:
+        verified = not any(trial.behaviour_changed for trial in kept) and (after is None or after.error is None)
+    verification = outcome.get("verification") or {}
+    if not outcome.get("candidates"):
+        enabled = select(plugin_manager(), settings.plugins)
+        summary = (
+            f"no candidates: examined {outcome.get('examined_paths', 0)} paths with {len(enabled)} plugin(s) "
+            f"({', '.join(enabled)}); none proposed a transformation"
+        )
+    elif not kept:
+        summary = f"nothing kept: all {len(trials)} tried transformation(s) were rolled back (see the reasons below)"
+    elif verified:
+        summary = _proof_text(verification, kept)
+    else:
+        summary = "behaviour changed under a forced transformation"
     result = OptimizeResult(
         target_bytes=float(settings.target_bytes or 0.0),
         target_met=settings.target_bytes is None or final.population.per_agent_bytes <= settings.target_bytes,
-        verified=not any(trial.accepted and trial.behaviour_changed for trial in trials) and (after is None or after.error is None),
+        verified=verified,
         before=before,
         after=after,
         plan=plan,
@@ -389,6 +570,23 @@ def optimize(
         plugin_failures=[from_dict(PluginProblem, item) for item in outcome["failures"]],
         replay_steps=spec.steps,
         step_time_ratio=outcome["step_time_ratio"],
+        summary=summary,
+        candidates=int(outcome.get("candidates") or 0),
+        verification=verification,
     )
     result.adoption = _adoption(before, plan)
     return result
+
+
+def _proof_text(verification: dict[str, Any], kept: list[TrialOutcome]) -> str:
+    """What the replays proved, in one sentence."""
+    agents, steps, seeds = verification.get("agents", 0), verification.get("steps", 0), verification.get("seeds", [])
+    text = (
+        f"identical actions on {agents} agent{'s' if agents != 1 else ''} x {steps} steps x {len(seeds)} "
+        f"seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}) for every kept transformation"
+    )
+    lossy = [trial for trial in kept if trial.sensitivity_replays]
+    if lossy:
+        names = ", ".join(f"{trial.plugin} on .{trial.attribute}" for trial in lossy)
+        text += f"; {names} also under {lossy[0].sensitivity_replays} replays with the values perturbed by 10x the change"
+    return text

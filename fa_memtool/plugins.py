@@ -157,6 +157,11 @@ def priorities(manager: pluggy.PluginManager) -> dict[str, int]:
     return found
 
 
+def lossy_plugins(manager: pluggy.PluginManager) -> set[str]:
+    """The plugins that declare they change values (their candidates face the sensitivity test)."""
+    return {name for name, (_, info) in _described(manager).items() if getattr(info, "lossy", False) is True}
+
+
 def select(manager: pluggy.PluginManager, names: Iterable[str] | None) -> list[str]:
     """The enabled plugin names: all installed ones, or the ones asked for (checked)."""
     available = _plugins_by_name(manager)

@@ -76,6 +76,23 @@ class RandomStream:
     def __init__(self, state: tuple[Any, Any, Any] | None = None) -> None:
         self._state = _capture_random() if state is None else state
 
+    @classmethod
+    def seeded(cls, seed: int) -> RandomStream:
+        """A stream whose generators start from ``seed`` (``random.seed``,
+        ``numpy.random.seed``, ``torch.manual_seed`` when torch is loaded): two
+        populations stepped in streams of one seed see the same draws, whenever each runs."""
+        outer = _capture_random()
+        try:
+            random.seed(seed)
+            numpy, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+            if numpy is not None:
+                numpy.random.seed(seed % 2**32)
+            if torch is not None and hasattr(torch, "manual_seed"):
+                torch.manual_seed(seed)
+            return cls(_capture_random())
+        finally:
+            _restore_random(outer)
+
     def copy(self) -> RandomStream:
         return RandomStream(self._state)
 

@@ -24,7 +24,15 @@ TARGET = "float32"
 
 @hookimpl
 def fa_mem_plugin_info() -> PluginInfo:
-    return PluginInfo(NAME, "float64 arrays whose values survive float32 -> float32", PRIORITY)
+    return PluginInfo(NAME, "float64 arrays whose values survive float32 -> float32", PRIORITY, lossy=True)
+
+
+ROUNDING = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}  # half the machine epsilon
+
+
+def _rounding(dtype: str) -> float:
+    """The largest relative change rounding to ``dtype`` makes to a value."""
+    return ROUNDING[dtype]
 
 
 def _largest_change(array: Any, lowered: Any) -> float:
@@ -74,6 +82,7 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
                     estimated_bytes_saved_per_agent=saved / len(agents),
                     reason=f"{len(arrays)} float64 arrays survive float32 within {tolerance}" + kept_alive_note(alive),
                     parameters={"dtype": TARGET, "rtol": context.rtol, "atol": context.atol},
+                    relative_change=_rounding(TARGET),
                     kind="float32-safe",
                     message=(
                         f"{path}: float64 values survive float32 within {tolerance} (largest change {worst:.3g}, "
@@ -120,6 +129,7 @@ def _tensor_candidates(path: str, members: Any, tensors: list[Any], context: Ana
             estimated_bytes_saved_per_agent=saved / agents,
             reason=f"{len(tensors)} {source} tensors survive {target} within {tolerance}" + kept_alive_note(alive),
             parameters={"dtype": target, "rtol": context.rtol, "atol": context.atol, "values": "tensors", "library": library},
+            relative_change=_rounding(target),
             kind=f"{target}-safe",
             message=(
                 f"{path}: {source} values survive {target} within {tolerance} ({len(tensors)} tensor(s) checked); "

@@ -63,6 +63,10 @@ def optimize_command(
         float | None,
         typer.Option("--max-slowdown", help="Roll back a transformation whose replay steps are more than FACTOR times slower, e.g. 1.25.", show_default=False),
     ] = None,
+    verify_seeds: Annotated[
+        int,
+        typer.Option("--verify-seeds", help="Replay every trial on this many seeds (the run's --seed, then the next ones): each builds and observes anew.", min=1),
+    ] = 2,
     atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance for numeric attributes in replay.")] = 1e-8,
     rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance for numeric attributes in replay.")] = 1e-5,
     agents: AgentsOption = None,
@@ -85,8 +89,11 @@ def optimize_command(
     """Make agents smaller, keeping only transformations proven by replay.
 
     Every installed plugin proposes transformations; each is tried on fresh agents and
-    kept only when a replay with the same seed and observations gives identical actions
-    and numeric state within --rtol/--atol, and the measured memory went down.
+    kept only when replays of the run's population and steps, on --verify-seeds seeds,
+    give the original's actions at every step and its numeric state within
+    --rtol/--atol, and the measured memory went down. A lossy transformation (lower
+    precision) must also survive replays with its values perturbed by ten times the
+    change it makes.
 
     Exit codes: 0 target met and behaviour verified; 1 target missed (the best result is
     shown and the plan written); 2 usage or input error; 3 behaviour changed under --force;
@@ -126,6 +133,7 @@ def optimize_command(
         atol=atol,
         growing={},
         max_slowdown=max_slowdown,
+        verify_seeds=verify_seeds,
     )
     with child_progress(progress) as on_event:
         result = optimize(workload.spec, settings=settings, limits=workload.limits, scaling=workload.scaling, progress=on_event)

@@ -36,16 +36,15 @@ def render(result: OptimizeResult, console: Console) -> None:
         )
     met = Text("met" if result.target_met else "missed", style="green" if result.target_met else "red")
     grid.add_row("target", Text(f"{format_bytes(result.target_bytes)} per agent: ").append_text(met))
-    verdict = (
-        Text(f"identical actions over {result.replay_steps} steps for every kept transformation", style="green")
-        if result.verified
-        else Text("behaviour changed under a forced transformation", style="bold red")
-    )
-    grid.add_row("replay", verdict)
+    style = {True: "green", False: "bold red", None: "yellow"}[result.verified]
+    grid.add_row("replay", Text(result.summary, style=style))
     if result.step_time_ratio is not None:
-        grid.add_row("step time", f"{result.step_time_ratio:.2f}x the original (measured side by side in the replay)")
+        grid.add_row("step time", f"{result.step_time_ratio:.2f}x the original (the replays against the original's recorded run)")
     console.print(Panel(grid, title=Text(f"fa-mem optimize: {result.before.workload.target}"), title_align="left", border_style="cyan"))
 
+    if not result.trials:
+        _plugin_failures(result, console)
+        return
     kept = Table(title="Transformations kept (measured)", title_justify="left")
     for column in ("plugin", "attribute", "per agent before", "after", "saved", "adopt with"):
         kept.add_column(column, justify="right" if column in ("per agent before", "after", "saved") else "left")
@@ -59,7 +58,8 @@ def render(result: OptimizeResult, console: Console) -> None:
                 format_bytes(trial.bytes_before - trial.bytes_after),
                 Text(result.adoption.get(f"{trial.plugin}:{trial.attribute}", "")),
             )
-    console.print(kept)
+    if kept.row_count:
+        console.print(kept)
     rejected = [trial for trial in result.trials if not trial.accepted]
     if rejected:
         table = Table(title="Rolled back", title_justify="left")
@@ -68,9 +68,7 @@ def render(result: OptimizeResult, console: Console) -> None:
         for trial in rejected:
             table.add_row(Text(trial.plugin), Text(trial.attribute), format_bytes(trial.estimated_bytes_saved_per_agent), Text(trial.reason))
         console.print(table)
-    for failure in result.plugin_failures:
-        stage = {"analyse": "analysing", "apply": "applying", "load": "loading"}.get(failure.stage, failure.stage)
-        console.print(Text(f"plugin {failure.plugin} failed while {stage} and was skipped: {failure.message}", style="yellow"))
+    _plugin_failures(result, console)
 
     attributes = Table(title="Per attribute (mean per agent, amortized)", title_justify="left")
     for column in ("attribute", "before", "after", "type now"):
@@ -87,10 +85,15 @@ def render(result: OptimizeResult, console: Console) -> None:
     console.print(Group(attributes))
     if not result.target_met:
         remaining = after.per_agent_bytes - result.target_bytes
-        console.print(
-            Text(
-                f"target missed by {format_bytes(remaining)} per agent: no remaining candidate passed replay with a "
-                "measured saving (see the rolled-back list)",
-                style="red",
-            )
+        why = (
+            "no remaining candidate passed replay with a measured saving (see Rolled back above)"
+            if rejected
+            else "no candidate is left to try"
         )
+        console.print(Text(f"target missed by {format_bytes(remaining)} per agent: {why}", style="red"))
+
+
+def _plugin_failures(result: OptimizeResult, console: Console) -> None:
+    for failure in result.plugin_failures:
+        stage = {"analyse": "analysing", "apply": "applying", "load": "loading"}.get(failure.stage, failure.stage)
+        console.print(Text(f"plugin {failure.plugin} failed while {stage} and was skipped: {failure.message}", style="yellow"))

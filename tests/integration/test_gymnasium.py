@@ -91,7 +91,7 @@ def test_optimize_shares_the_table_with_identical_actions(tmp_path: Path, table_
     outcome = load_json(tmp_path / "result.json")
     kept = [trial for trial in outcome["trials"] if trial["accepted"]]
     assert [(trial["plugin"], trial["attribute"]) for trial in kept] == [("shared-structures", P_PATH)]
-    assert kept[0]["reason"].startswith(f"identical actions over {steps} steps")
+    assert kept[0]["reason"].startswith(f"identical actions on {AGENTS} agents x {steps} steps x 2 seeds (0, 1)")
     # Every agent then holds the one frozen copy: each keeps 1/N of it instead of a whole one.
     saved = kept[0]["bytes_before"] - kept[0]["bytes_after"]
     assert saved == pytest.approx(table_truth["saved_total"] / AGENTS, rel=0.01)

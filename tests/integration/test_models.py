@@ -327,7 +327,7 @@ def test_optimize_shares_identical_parameters_of_mesa_agents_and_proves_it_by_re
     assert outcome["verified"] is True and outcome["target_met"] is True
     kept = [trial for trial in outcome["trials"] if trial["accepted"]]
     assert [(trial["plugin"], trial["attribute"]) for trial in kept] == [("shared-parameters", "parameters")]
-    assert kept[0]["reason"] == "identical actions over 6 steps; numeric values within tolerance"
+    assert kept[0]["reason"] == f"identical actions on {agents} agents x {steps} steps x 2 seeds (0, 1); numeric values within tolerance"
     saved = kept[0]["bytes_before"] - kept[0]["bytes_after"]
     assert saved == pytest.approx(copy_nbytes * 2 / 3, abs=1024)  # two of three copies gone, the one kept is shared
     assert kept[0]["bytes_before"] == pytest.approx(before, rel=0.02)

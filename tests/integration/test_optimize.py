@@ -250,7 +250,10 @@ def test_meets_a_reachable_target_and_verifies_it(main_run: OptimizeRun, truth: 
     # The terminal report.
     assert "per agent (amortized)" in result.stdout
     assert "met" in result.stdout and "missed" not in result.stdout
-    assert f"identical actions over {STEPS} steps for every kept transformation" in result.stdout
+    proof = f"identical actions on {AGENTS} agents x {STEPS} steps x 2 seeds ({SEED}, {SEED + 1}) for every kept transformation"
+    assert " ".join(result.stdout.split()).count(proof) == 1, result.stdout  # folded at the panel's width
+    assert data["summary"].startswith(proof)
+    assert data["verification"] == {"agents": AGENTS, "steps": STEPS, "seeds": [SEED, SEED + 1], "sensitivity_replays": 5}
     assert "Transformations kept (measured)" in result.stdout
     assert "plan written to" in result.stderr
 
@@ -267,7 +270,11 @@ def test_keeps_the_expected_transformations(main_run: OptimizeRun) -> None:
     for trial in main_run.data["trials"]:
         if trial["accepted"]:
             assert trial["behaviour_changed"] is False and trial["forced"] is False
-            assert trial["reason"] == f"identical actions over {STEPS} steps; numeric values within tolerance"
+            proof = f"identical actions on {AGENTS} agents x {STEPS} steps x 2 seeds ({SEED}, {SEED + 1})"
+            if trial["plugin"] == "lower-precision":  # lossy: the sensitivity test too
+                proof += f"; and under 5 replays with .{trial['attribute']} perturbed by 6.0e-07 relative"
+                assert trial["sensitivity_replays"] == 5
+            assert trial["reason"] == f"{proof}; numeric values within tolerance"
             assert trial["bytes_after"] < trial["bytes_before"]
     # Each kept trial starts where the previous one ended.
     accepted = [trial for trial in main_run.data["trials"] if trial["accepted"]]
