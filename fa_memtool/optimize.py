@@ -456,10 +456,13 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def _examined_paths(agents: list[Any], boundaries: list[object]) -> int:
-    """How many paths the plugins were shown on the agents (the groups of their holdings)."""
+    """How many paths the plugins were shown on the agents: the groups of their holdings
+    (objects at any depth), and every top-level attribute (numbers and strings too)."""
     from fa_memtool.holdings import PopulationHoldings
 
-    return len(PopulationHoldings(agents, boundaries=boundaries).groups())
+    paths = set(PopulationHoldings(agents, boundaries=boundaries).groups())
+    paths.update(name for agent in agents for name, _ in agent_attributes(agent))
+    return len(paths)
 
 
 # -- the parent side -------------------------------------------------------------------

@@ -44,6 +44,7 @@ def render(result: OptimizeResult, console: Console) -> None:
 
     if not result.trials:
         _plugin_failures(result, console)
+        _missed(result, after.per_agent_bytes, console)
         return
     kept = Table(title="Transformations kept (measured)", title_justify="left")
     for column in ("plugin", "attribute", "per agent before", "after", "saved", "adopt with"):
@@ -83,17 +84,22 @@ def render(result: OptimizeResult, console: Console) -> None:
             Text(current.type_name if current else ""),
         )
     console.print(Group(attributes))
-    if not result.target_met:
-        remaining = after.per_agent_bytes - result.target_bytes
-        why = (
-            "no remaining candidate passed replay with a measured saving (see Rolled back above)"
-            if rejected
-            else "no candidate is left to try"
-        )
-        console.print(Text(f"target missed by {format_bytes(remaining)} per agent: {why}", style="red"))
+    _missed(result, after.per_agent_bytes, console)
 
 
 def _plugin_failures(result: OptimizeResult, console: Console) -> None:
     for failure in result.plugin_failures:
         stage = {"analyse": "analysing", "apply": "applying", "load": "loading"}.get(failure.stage, failure.stage)
         console.print(Text(f"plugin {failure.plugin} failed while {stage} and was skipped: {failure.message}", style="yellow"))
+
+
+def _missed(result: OptimizeResult, per_agent: float, console: Console) -> None:
+    if result.target_met:
+        return
+    rejected = any(not trial.accepted for trial in result.trials)
+    why = (
+        "no remaining candidate passed replay with a measured saving (see Rolled back above)"
+        if rejected
+        else "no candidate is left to try"
+    )
+    console.print(Text(f"target missed by {format_bytes(per_agent - result.target_bytes)} per agent: {why}", style="red"))
