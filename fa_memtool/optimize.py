@@ -1,20 +1,26 @@
 """The optimizer: analyse, apply, prove by replay, keep or roll back, measure again.
 
 1. A baseline profile in a fresh child (the report the user would get from ``profile``).
-2. A trials child: builds the population, runs the replay steps, asks every enabled
-   plugin for candidates on the agents as they are at the end of the run, and ranks
-   them: paths by their best estimated saving, and within a path by the priority each
-   plugin declares (lower precision before the transformations that change the
-   container, so both can apply).
-3. Greedily, candidate by candidate until the target is met: a fresh original
-   population and a fresh trial population (the accepted plan plus this candidate) are
-   stepped in lockstep with the same seeded observations. Actions must be identical at
-   every step and the numeric values at every path within rtol/atol at checkpoints; the
-   trial's memory is measured, and a candidate is kept only when it saves measured
-   bytes. A candidate that raises, changes behaviour or saves nothing is rolled back
-   (the next trial starts from freshly built agents) and reported with the reason. Once
-   a plugin's candidate for a path is kept, that plugin's other candidates for the path
-   (alternatives, such as larger history bounds) are not tried.
+   If the baseline already meets the target, nothing else runs.
+2. A trials child: records the original population's run on the first verification
+   seed (every action of every step, the step time, the population at the end), asks
+   every enabled plugin for candidates on those agents as they are at the end of the
+   run, and ranks them: paths by their best estimated saving, and within a path by the
+   priority each plugin declares (lower precision before the transformations that
+   change the container, so both can apply).
+3. Greedily, candidate by candidate until the target is met: on each verification seed
+   (the run's seed, then the next ones; each seed's original run recorded once, when
+   first needed), a fresh trial population (the accepted plan plus this candidate) is
+   stepped with that seed's observations and random streams and compared with the
+   recording: actions identical at every step, numeric values at every path within
+   rtol/atol after the last step. The first seed's trial population is measured before
+   the others run; a candidate is kept only when it saves measured bytes. A lossy
+   candidate then faces the sensitivity test (fa_memtool.sensitivity). A candidate
+   that cannot be applied, raises, changes behaviour, is too slow, saves nothing or is
+   sensitive is rolled back (the next trial starts from freshly built agents) and
+   reported with the reason. Once a plugin's candidate for a path is kept, that
+   plugin's other candidates for the path (alternatives, such as larger history
+   bounds) are not tried.
 4. A final profile in a fresh child with the accepted plan applied after building.
 """
 
@@ -39,7 +45,7 @@ from fa_memtool.units import format_bytes
 
 __all__ = ["OptimizeResult", "TrialOutcome", "TrialSettings", "compare_agents", "optimize", "run_trials"]
 
-CHECKPOINTS = 10  # numeric values are compared this many times over the replay
+CHECKPOINTS = 10  # a sensitivity replay perturbs the values again this many times
 MIN_SAVING_BYTES = 256  # per agent: below this a kept transformation is noise, not a saving
 
 

@@ -1,12 +1,12 @@
 """Replay comparison: do twin agents (original and transformed) still agree?
 
 Actions are compared exactly, at every step (``same_action``). Numeric state is compared
-at checkpoints (``compare_agents``), at every path: the original agent's objects are
+at the end of a replay (``compare_agents``), at every path: the original agent's objects are
 walked breadth first, following the children ``fa_memtool.paths`` labels (attributes,
 dict values, sequence and object-array items), and each is compared with what the
 transformed twin holds at the same path, so a transformation deep inside a held object
 (``agent.B[0]`` of a pymdp Agent) is checked where it happened. The walk is bounded
-(COMPARED_OBJECTS objects, COMPARED_DEPTH levels per agent) so a checkpoint stays fast.
+(COMPARED_OBJECTS objects, COMPARED_DEPTH levels per agent) so a comparison stays fast.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from fa_memtool.paths import ALL, PathError, Step, join, labelled_children, reso
 
 __all__ = ["COMPARED_DEPTH", "COMPARED_OBJECTS", "RandomStream", "compare_agents", "same_action"]
 
-COMPARED_OBJECTS = 20_000  # per agent and checkpoint: bounds the comparison's time
+COMPARED_OBJECTS = 20_000  # per agent and comparison: bounds its time
 COMPARED_DEPTH = 8
 
 
