@@ -58,11 +58,18 @@ def _values_at(root: Any, steps: list[Step]) -> list[tuple[Any, Any, Step]]:
     return found
 
 
-def _perturbed_numpy(array: Any, magnitude: float, rng: Any) -> Any:
+def _factors(shape: tuple[int, ...], magnitude: float, rng: Any, dtype: Any) -> Any:
+    """1 + magnitude or 1 - magnitude for each value, at random (one random bit each)."""
     import numpy
 
-    signs = rng.integers(0, 2, size=array.shape).astype(array.dtype) * 2 - 1
-    return array * (1 + magnitude * signs)
+    size = int(numpy.prod(shape, dtype=numpy.int64))
+    bits = numpy.unpackbits(numpy.frombuffer(rng.bytes((size + 7) // 8), dtype=numpy.uint8), count=size).astype(bool)
+    factors = numpy.where(bits, numpy.asarray(1 + magnitude, dtype=dtype), numpy.asarray(1 - magnitude, dtype=dtype))
+    return factors.reshape(shape)
+
+
+def _perturbed_numpy(array: Any, magnitude: float, rng: Any) -> Any:
+    return array * _factors(array.shape, magnitude, rng, array.dtype)
 
 
 def perturb(agents: list[Any], path: str, relative: float, rng: Any) -> int:
@@ -84,16 +91,16 @@ def perturb(agents: list[Any], path: str, relative: float, rng: Any) -> int:
                 if value.dtype.kind != "f" or not value.size:
                     continue
                 if value.flags.writeable:
-                    value[...] = _perturbed_numpy(value, relative, rng)
+                    value *= _factors(value.shape, relative, rng, value.dtype)
                 else:
                     _replace(holder, label, _perturbed_numpy(value, relative, rng))
                 count += 1
             elif torch is not None and isinstance(value, torch.Tensor):
                 if not value.dtype.is_floating_point or not value.numel():
                     continue
-                signs = torch.from_numpy(rng.integers(0, 2, size=tuple(value.shape)) * 2 - 1).to(value.dtype).to(value.device)
+                factors = torch.from_numpy(_factors(tuple(value.shape), relative, rng, "float64")).to(value.dtype).to(value.device)
                 with torch.no_grad():
-                    value.mul_(1 + relative * signs)
+                    value.mul_(factors)
                 count += 1
             elif hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__array__"):
                 dense = numpy.asarray(value)
