@@ -25,6 +25,7 @@ KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "agents-from": (str,),
     "step-model": (bool,),
     "model-step-method": (str,),
+    "observations": (str,),
     "sample-every": (int,),
     "scaling": (str, list),
     "trace": (bool,),

@@ -77,10 +77,11 @@ def fingerprint_of(report: Report) -> Fingerprint:
 
 
 def _stepping(workload: Workload) -> str:
+    recorded = ", recorded observations" if workload.observe == "file" else ""
     if workload.agents_from is None:
-        return "agents"
+        return "agents" + recorded
     stepped = f"model.{workload.model_step_method}()" if workload.step_model else "each agent"
-    return f"agents from .{workload.agents_from}, {stepped}"
+    return f"agents from .{workload.agents_from}, {stepped}{recorded}"
 
 
 METRIC_KINDS = ("bytes", "growth", "rss", "flag")

@@ -49,6 +49,7 @@ class Stepping:
     agents_from: str | None = None
     step_model: bool = False
     model_step_method: str | None = None
+    observations: str | None = None  # --observations FILE: recorded observations instead of a seeded stream
     method_hint: str = CLI_METHOD_HINT  # how the message for a missing step method says to fix it
 
     @classmethod
@@ -60,6 +61,7 @@ class Stepping:
             agents_from=spec.agents_from,
             step_model=spec.step_model,
             model_step_method=spec.model_step_method,
+            observations=spec.observations,
         )
 
 
@@ -221,7 +223,12 @@ class PopulationDriver:
         """The seeded observations, made on first use: they are not part of building."""
         if self._stream is None:
             count = 1 if self.stepping.step_model else self.initial_agents
-            self._stream = ObservationStream(self._observe, self.stepping.seed, count)
+            recorded = None
+            if self.stepping.observations is not None:
+                from fa_memtool.observations import load_observations
+
+                recorded = load_observations(self.stepping.observations)
+            self._stream = ObservationStream(self._observe, self.stepping.seed, count, recorded)
         return self._stream
 
     def _build_model(self, built: Any) -> list[Any]:

@@ -35,7 +35,7 @@ class Workload:
     module: str
     factory: str
     step_method: str
-    observe: str  # "module" (the module's observe()) or "default" (fa-mem's seeded integers)
+    observe: str  # "module" (the module's observe()), "default" (fa-mem's seeded integers) or "file" (--observations)
     agents_requested: int
     steps: int
     seed: int

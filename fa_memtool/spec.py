@@ -36,6 +36,7 @@ class RunSpec:
     model_step_method: str | None = None  # None: sim_step for agentpy models, else step
     check_release: bool = True  # after the run, release the population and report what survives
     runs: int = 1  # build, run and release the population this many times (the first one is profiled)
+    observations: str | None = None  # --observations FILE (absolute): recorded observations per agent and step
 
     def __post_init__(self) -> None:
         if self.agents < 1:

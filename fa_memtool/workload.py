@@ -191,6 +191,7 @@ class ObservationStream:
     observe: Callable[[Any, int, Any], Any] | None
     seed: int
     agents: int
+    recorded: Any = None  # fa_memtool.observations.RecordedObservations (--observations): replaces both
 
     def __post_init__(self) -> None:
         self._generators = {index: self._generator(index) for index in range(self.agents)}
@@ -202,9 +203,13 @@ class ObservationStream:
 
     @property
     def source(self) -> str:
+        if self.recorded is not None:
+            return "file"
         return "module" if self.observe is not None else "default"
 
     def next(self, agent: Any, index: int, step: int) -> Any:
+        if self.recorded is not None:
+            return self.recorded.at(step, index)
         rng = self._generators.get(index)
         if rng is None:
             rng = self._generators[index] = self._generator(index)

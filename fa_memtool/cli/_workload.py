@@ -59,6 +59,15 @@ StepModelOption = Annotated[
     bool | None,
     typer.Option("--step-model/--step-agents", help="Step the model (needs --agents-from), or each agent. [default: step agents]", show_default=False),
 ]
+ObservationsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--observations",
+        metavar="FILE",
+        help="Recorded observations (.npz array 'observations' of shape (steps, agents, ...), or .jsonl: a list per step) instead of the seeded stream.",
+        show_default=False,
+    ),
+]
 ModelStepMethodOption = Annotated[
     str | None,
     typer.Option("--model-step-method", help="The model's method called each step. [default: sim_step for agentpy, else step]", show_default=False),
@@ -106,6 +115,7 @@ class WorkloadFlags:
     agents_from: str | None = None
     step_model: bool | None = None
     model_step_method: str | None = None
+    observations: str | None = None
 
 
 def _pick(flag: Any, config: Config, key: str, default: Any) -> Any:
@@ -134,6 +144,8 @@ class Workload:
             parts += ["--step-model"]
         if spec.model_step_method is not None:
             parts += ["--model-step-method", spec.model_step_method]
+        if spec.observations is not None:
+            parts += ["--observations", spec.observations]
         parts += list(extra)
         return shlex.join(parts)
 
@@ -189,8 +201,22 @@ def resolve_workload(
         backend=backend,
         memray_output=memray_output,
         working_directory=os.getcwd(),
+        observations=_observations(flags.observations, config, steps=int(_pick(flags.steps, config, "steps", 100)),
+                                   agents=1 if step_model else agents),
     )
     return Workload(spec, Limits(max_memory=limit if limit is not None else default_max_memory(), timeout=timeout), scaling)
+
+
+def _observations(flag: str | None, config: Config, *, steps: int, agents: int) -> str | None:
+    """``--observations FILE`` (or ``observations`` in [tool.fa-mem]), read and checked
+    against the run before anything is built; its absolute path."""
+    path = _pick(flag, config, "observations", None)
+    if path is None:
+        return None
+    from fa_memtool.observations import load_observations
+
+    load_observations(str(path)).check(steps=steps, agents=agents)
+    return os.path.abspath(str(path))
 
 
 def _factory_args(flags: list[str] | None, config: Config) -> dict[str, Any] | None:

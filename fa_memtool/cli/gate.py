@@ -25,6 +25,7 @@ from fa_memtool.cli._workload import (
     AgentsFromOption,
     StepModelOption,
     ModelStepMethodOption,
+    ObservationsOption,
     StepsOption,
     TimeoutOption,
     TraceFramesOption,
@@ -104,6 +105,7 @@ def gate_command(
     agents_from: AgentsFromOption = None,
     step_model: StepModelOption = None,
     model_step_method: ModelStepMethodOption = None,
+    observations: ObservationsOption = None,
     sample_every: SampleEveryOption = None,
     scaling: ScalingOption = None,
     trace: TraceOption = None,
@@ -161,6 +163,7 @@ def gate_command(
         path=path, agents=agents, steps=steps, seed=seed, factory=factory, step_method=step_method,
         sample_every=sample_every, scaling=scaling, trace=trace, trace_frames=trace_frames, max_memory=max_memory,
         timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+        observations=observations,
     )
     workload = _workload(flags, config, report_path)
     baseline_file = _baseline_path(baseline, config)
@@ -219,6 +222,7 @@ def baseline_update_command(
     agents_from: AgentsFromOption = None,
     step_model: StepModelOption = None,
     model_step_method: ModelStepMethodOption = None,
+    observations: ObservationsOption = None,
     sample_every: SampleEveryOption = None,
     scaling: ScalingOption = None,
     trace: TraceOption = None,
@@ -243,6 +247,7 @@ def baseline_update_command(
         path=path, agents=agents, steps=steps, seed=seed, factory=factory, step_method=step_method,
         sample_every=sample_every, scaling=scaling, trace=trace, trace_frames=trace_frames, max_memory=max_memory,
         timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+        observations=observations,
     )
     workload = _workload(flags, config, report_path)
     baseline_file = _baseline_path(baseline, config)

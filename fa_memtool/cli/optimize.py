@@ -23,6 +23,7 @@ from fa_memtool.cli._workload import (
     AgentsFromOption,
     StepModelOption,
     ModelStepMethodOption,
+    ObservationsOption,
     TimeoutOption,
     WorkloadFlags,
     check_writable,
@@ -78,6 +79,7 @@ def optimize_command(
     agents_from: AgentsFromOption = None,
     step_model: StepModelOption = None,
     model_step_method: ModelStepMethodOption = None,
+    observations: ObservationsOption = None,
     scaling: ScalingOption = None,
     plan_out: Annotated[str | None, typer.Option("--plan-out", help="Write the plan of kept transformations to FILE (atomically).", show_default=False)] = None,
     json_path: Annotated[str | None, typer.Option("--json", help="Write the before/after result as JSON to FILE.", show_default=False)] = None,
@@ -118,6 +120,7 @@ def optimize_command(
         path=path, agents=agents, steps=steps if steps is not None else config.get("steps", DEFAULT_REPLAY_STEPS),
         seed=seed, factory=factory, step_method=step_method, scaling=scaling, trace=True, max_memory=max_memory,
         timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+        observations=observations,
     )
     workload = resolve_workload(flags, config, scaling_by_default=True)
     if workload.spec.steps < 1:

@@ -24,6 +24,7 @@ from fa_memtool.cli._workload import (
     AgentsFromOption,
     StepModelOption,
     ModelStepMethodOption,
+    ObservationsOption,
     StepsOption,
     TimeoutOption,
     TraceFramesOption,
@@ -51,6 +52,7 @@ def profile_command(
     agents_from: AgentsFromOption = None,
     step_model: StepModelOption = None,
     model_step_method: ModelStepMethodOption = None,
+    observations: ObservationsOption = None,
     sample_every: SampleEveryOption = None,
     scaling: ScalingOption = None,
     trace: TraceOption = None,
@@ -103,6 +105,7 @@ def profile_command(
         path=path, agents=agents, steps=steps, seed=seed, factory=factory, step_method=step_method,
         sample_every=sample_every, scaling=scaling, trace=trace, trace_frames=trace_frames, max_memory=max_memory,
         timeout=timeout, factory_args=factory_arg, agents_from=agents_from, step_model=step_model, model_step_method=model_step_method,
+        observations=observations,
     )
     workload = resolve_workload(flags, load_config(), scaling_by_default=True, backend=backend, memray_output=memray_output)
     check_writable(json_path, "--json")
