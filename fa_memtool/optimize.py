@@ -8,9 +8,10 @@
    run, and ranks them: paths by their best estimated saving, and within a path by the
    priority each plugin declares (lower precision before the transformations that
    change the container, so both can apply).
-3. Greedily, candidate by candidate until the target is met: on each verification seed
+3. Greedily, a batch at a time until the target is met (candidates on separate paths
+   together, split in halves when the batch fails, down to single candidates): on each verification seed
    (the run's seed, then the next ones; each seed's original run recorded once, when
-   first needed), a fresh trial population (the accepted plan plus this candidate) is
+   first needed), a fresh trial population (the accepted plan plus the batch) is
    stepped with that seed's observations and random streams and compared with the
    recording: actions identical at every step, numeric values at every path within
    rtol/atol after the last step. The first seed's trial population is measured before
@@ -27,6 +28,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from typing import Any
 from fa_memtool.adoption import adoption_line, site_for
 from fa_memtool.errors import EXIT_BEHAVIOUR_CHANGED, EXIT_LIMIT_EXCEEDED, EXIT_OK, StepFailed
 from fa_memtool.hookspecs import DEFAULT_PRIORITY, AnalysisContext, Candidate
-from fa_memtool.paths import PathError, walk
+from fa_memtool.paths import PathError, is_under, walk
 from fa_memtool.plan import Plan, PlanStep, PLAN_VERSION, step_for
 from fa_memtool.population_driver import MODEL_LABEL, Action, PopulationDriver
 from fa_memtool.replay import RandomStream, compare_agents, same_action, value_difference
@@ -277,15 +279,15 @@ def run_trials(
             recordings[run_seed] = record(run_seed)
         return recordings[run_seed]
 
-    def apply_plan_to(population: PopulationDriver, candidate: Candidate | None) -> PlanStep | None:
+    def apply_plan_to(population: PopulationDriver, batch: list[Candidate]) -> list[PlanStep]:
         agents = population.agents()
         for earlier, _ in accepted:
             apply_candidate(manager, agents, earlier)
-        if candidate is None:
-            return None
-        step = step_for(agents[0], candidate.plugin, candidate.attribute, candidate.parameters)
-        apply_candidate(manager, agents, candidate)
-        return step
+        steps_of_batch = []
+        for candidate in batch:
+            steps_of_batch.append(step_for(agents[0], candidate.plugin, candidate.attribute, candidate.parameters))
+            apply_candidate(manager, agents, candidate)
+        return steps_of_batch
 
     def replay(recorded: Recording, population: PopulationDriver, stream: RandomStream, *, compare_state: bool,
                disturb: Callable[[int], None] | None = None) -> tuple[str | None, float]:
@@ -311,126 +313,190 @@ def run_trials(
                 return f"{found} after step {len(recorded.actions)} (seed {recorded.seed})", seconds
         return None, seconds
 
-    def sensitive(candidate: Candidate) -> str | None:
-        """The sensitivity test (fa_memtool.sensitivity): the first divergence of a
-        perturbed replay of the original agents, or None."""
-        relative = scope(candidate)
+    def sensitive(batch: list[Candidate]) -> str | None:
+        """The sensitivity test (fa_memtool.sensitivity) of the lossy candidates of a
+        batch, their paths perturbed together: the first divergence of a perturbed
+        replay of the original agents, or None."""
+        import numpy
+
+        names = ", ".join(f".{candidate.attribute}" for candidate in batch)
         for replay_number in range(REPLAYS):
             recorded = recording(seeds[replay_number % len(seeds)])
-            progress.send("trials", stage="sensitivity", name=f"{candidate.plugin} on .{candidate.attribute}: replay {replay_number + 1}/{REPLAYS}")
+            progress.send("trials", stage="sensitivity", name=f"{names}: perturbed replay {replay_number + 1}/{REPLAYS}")
             stream = RandomStream.seeded(recorded.seed)
             with stream.active():
                 population = build(recorded.seed)
-            apply_plan_to(population, None)
-            import numpy
-
+            apply_plan_to(population, [])
             generator = numpy.random.default_rng([recorded.seed, replay_number, 0x5E45])
-            moved = [0]
+            moved = {candidate.attribute: 0 for candidate in batch}
 
             def disturb(_: int) -> None:
-                moved[0] += perturb(population.agents(), candidate.attribute, relative, generator)
+                for candidate in batch:
+                    moved[candidate.attribute] += perturb(population.agents(), candidate.attribute, scope(candidate), generator)
 
             try:
                 changed, _ = replay(recorded, population, stream, compare_state=False, disturb=disturb)
             except StepFailed as error:
                 changed = f"a perturbed replay raised: {error.message}"
-            if not moved[0]:
-                return f"its values could not be perturbed to test sensitivity (no float array at .{candidate.attribute})"
+            unmoved = [path for path, count in moved.items() if not count]
+            if unmoved:
+                return f"its values could not be perturbed to test sensitivity (no float array at .{unmoved[0]})"
             if changed is not None:
+                sizes = ", ".join(sorted({f"{scope(candidate):.1e}" for candidate in batch}))
                 return (
-                    f"sensitive at this precision: with .{candidate.attribute} perturbed by {relative:.1e} relative "
+                    f"sensitive at this precision: with {names} perturbed by {sizes} relative "
                     f"({MARGIN:g}x the change), {changed} (perturbed replay {replay_number + 1} of {REPLAYS})"
                 )
         return None
 
-    def trial(candidate: Candidate, current: float) -> tuple[TrialOutcome, PlanStep | None, float | None]:
-        """One candidate on top of the accepted ones, on every verification seed."""
-        outcome = TrialOutcome(candidate.plugin, candidate.attribute, candidate.estimated_bytes_saved_per_agent, False, "")
-        outcome.forced = excluded(candidate.attribute, settings.force)
-        step: PlanStep | None = None
+    def path_bytes(population: PopulationDriver) -> tuple[float, dict[str, float]]:
+        """Per-agent amortized bytes of the population, and of each path of its tree."""
+        from fa_memtool.pathtree import flatten
+
+        sized = measure_population(population.agents(), module_globals=module_globals, boundaries=population.program_objects())
+        total = sum(agent.amortized_bytes for agent in sized.agents) / len(sized.agents)
+        return total, {row.path: row.amortized_bytes for row in flatten(sized.paths)}
+
+    def attempt(batch: list[Candidate], current: float, before_paths: dict[str, float] | None) -> dict[str, Any]:
+        """``batch`` on top of the accepted candidates, on every verification seed.
+
+        One candidate: its outcome, as the trial reports it. Several (on paths apart, none
+        forced): ``{"failed": True}`` when anything fails, so the caller splits the batch;
+        else each one's outcome, its saving measured at its own path."""
+        single = len(batch) == 1
+        outcomes_of_batch = [
+            TrialOutcome(candidate.plugin, candidate.attribute, candidate.estimated_bytes_saved_per_agent, False, "")
+            for candidate in batch
+        ]
+        for outcome in outcomes_of_batch:
+            outcome.forced = excluded(outcome.attribute, settings.force)
+        where = f"{batch[0].plugin} on .{batch[0].attribute}" if single else f"{len(batch)} transformations"
+
+        def failed(reason: str, kind: str) -> dict[str, Any]:
+            outcomes_of_batch[0].reason, outcomes_of_batch[0].failure = reason, kind
+            return {"failed": True, "outcomes": outcomes_of_batch}
+
+        steps_of_batch: list[PlanStep] = []
         changed: str | None = None
         original_seconds = trial_seconds = 0.0
-        after: float | None = None
+        after = 0.0
+        after_paths: dict[str, float] = {}
         for number, run_seed in enumerate(seeds):
             recorded = recording(run_seed)
             stream = RandomStream.seeded(run_seed)
             with stream.active():
                 population = build(run_seed)
             try:
-                step = apply_plan_to(population, candidate)
+                steps_of_batch = apply_plan_to(population, batch)
             except TransformationFailed as failure:
-                outcome.reason, outcome.failure = f"could not be applied: {failure}", "not-applicable"
-                return outcome, None, None
+                return failed(f"could not be applied: {failure}", "not-applicable")
             except PathError as error:  # found after the steps, absent from freshly built agents
-                outcome.reason, outcome.failure = f"could not be applied: {error.message}", "not-applicable"
-                return outcome, None, None
+                return failed(f"could not be applied: {error.message}", "not-applicable")
             try:
                 found, seconds = replay(recorded, population, stream, compare_state=True)
             except StepFailed as error:
-                outcome.reason = f"raised: {error.message} (under {candidate.plugin} on .{candidate.attribute}, seed {run_seed})"
-                outcome.failure = "raised"
-                return outcome, None, None
+                return failed(f"raised: {error.message} (under {where}, seed {run_seed})", "raised")
             original_seconds += recorded.seconds
             trial_seconds += seconds
             if found is not None:
-                if not outcome.forced:
-                    outcome.reason, outcome.failure = f"behaviour changed: {found}", "behaviour-changed"
-                    return outcome, None, None
+                if not (single and outcomes_of_batch[0].forced):
+                    return failed(f"behaviour changed: {found}", "behaviour-changed")
                 changed = changed or found
             if number == 0:
-                # Memory first: a candidate that saves nothing is rolled back before the other seeds run.
+                # Memory first: what saves nothing is rolled back before the other seeds run.
                 _drop_read_caches(population.agents())
-                after = per_agent(population)
-                if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
-                    outcome.bytes_before, outcome.bytes_after = current, after
-                    outcome.reason = (
-                        f"no measured saving (only {format_bytes(current - after)} per agent, under {MIN_SAVING_BYTES} B)"
-                        if after < current
-                        else "no measured saving"
-                    )
-                    outcome.failure = "no-saving"
-                    return outcome, None, None
+                after, after_paths = path_bytes(population)
+                if single:
+                    outcome = outcomes_of_batch[0]
+                    if current - after < MIN_SAVING_BYTES:  # forced or not: a transformation must pay
+                        outcome.bytes_before, outcome.bytes_after = current, after
+                        reason = (
+                            f"no measured saving (only {format_bytes(current - after)} per agent, under {MIN_SAVING_BYTES} B)"
+                            if after < current
+                            else "no measured saving"
+                        )
+                        return failed(reason, "no-saving")
+                else:
+                    savings = [
+                        (before_paths or {}).get(candidate.attribute, math.nan) - after_paths.get(candidate.attribute, math.nan)
+                        for candidate in batch
+                    ]
+                    if not all(saving >= MIN_SAVING_BYTES for saving in savings) or current - after < MIN_SAVING_BYTES * len(batch):
+                        return {"failed": True, "outcomes": outcomes_of_batch}
             del population
         step_ratio = trial_seconds / original_seconds if original_seconds > 0 else None
         if settings.max_slowdown is not None and step_ratio is not None and step_ratio > settings.max_slowdown:
-            outcome.reason = f"steps took {step_ratio:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}"
-            outcome.failure = "slower"
-            return outcome, None, None
-        proven = f"identical actions on {_population_text(recordings[seeds[0]])} x {len(recordings[seeds[0]].actions)} steps x {_seeds_text(seeds)}"
-        if candidate.plugin in lossy and changed is None:
-            found = sensitive(candidate)
-            if found is not None and not outcome.forced:
-                outcome.reason, outcome.failure = found, "sensitive"
-                return outcome, None, None
-            changed = found
-            outcome.sensitivity_replays = REPLAYS
-            proven += f"; and under {REPLAYS} replays with .{candidate.attribute} perturbed by {scope(candidate):.1e} relative"
-        assert step is not None and after is not None
-        outcome.bytes_before, outcome.bytes_after = current, after
-        outcome.accepted = True
-        outcome.behaviour_changed = changed is not None
-        outcome.reason = changed or f"{proven}; numeric values within tolerance"
-        step.before_bytes_per_agent, step.after_bytes_per_agent = current, after
-        return outcome, step, step_ratio
+            return failed(f"steps took {step_ratio:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}", "slower")
+        recorded_first = recordings[seeds[0]]
+        proven = f"identical actions on {_population_text(recorded_first)} x {len(recorded_first.actions)} steps x {_seeds_text(seeds)}"
+        lossy_members = [candidate for candidate in batch if candidate.plugin in lossy]
+        if lossy_members and changed is None:
+            found = sensitive(lossy_members)
+            if found is not None:
+                if not (single and outcomes_of_batch[0].forced):
+                    return failed(found, "sensitive")
+                changed = found
+        if not single:
+            proven += f", together with {len(batch) - 1} other transformation(s) on other paths"
+        running = current
+        for candidate, outcome, step in zip(batch, outcomes_of_batch, steps_of_batch):
+            saved = current - after if single else (before_paths or {})[candidate.attribute] - after_paths[candidate.attribute]
+            outcome.bytes_before, outcome.bytes_after = running, running - saved
+            running -= saved
+            outcome.accepted = True
+            outcome.behaviour_changed = changed is not None
+            reason = proven
+            if candidate.plugin in lossy:
+                outcome.sensitivity_replays = REPLAYS
+                reason += f"; and under {REPLAYS} replays with .{candidate.attribute} perturbed by {scope(candidate):.1e} relative"
+            outcome.reason = changed or f"{reason}; numeric values within tolerance"
+            step.before_bytes_per_agent, step.after_bytes_per_agent = outcome.bytes_before, outcome.bytes_after
+        if not single:  # the last one ends where the population was measured
+            outcomes_of_batch[-1].bytes_after = steps_of_batch[-1].after_bytes_per_agent = after
+        return {"failed": False, "outcomes": outcomes_of_batch, "steps": steps_of_batch, "after": after,
+                "after_paths": after_paths, "ratio": step_ratio}
 
-    current = baseline_bytes
-    ratio: float | None = None
+    state: dict[str, Any] = {"current": baseline_bytes, "ratio": None, "paths": None}
     kept: set[tuple[str, str]] = set()
-    for number, candidate in enumerate(candidates):
-        if settings.target_bytes is not None and current <= settings.target_bytes:
-            break
-        if (candidate.plugin, candidate.attribute) in kept:
-            continue  # an alternative to a kept candidate (another bound of one history)
+    tried: set[int] = set()
+
+    def take(batch: list[Candidate]) -> None:
+        """Trial a batch; split it in halves when it fails (a single candidate's outcome stands)."""
+        if settings.target_bytes is not None and state["current"] <= settings.target_bytes:
+            return
+        batch = [candidate for candidate in batch if (candidate.plugin, candidate.attribute) not in kept]
+        if not batch:
+            return
+        if len(batch) > 1 and state["paths"] is None:
+            state["paths"] = path_bytes(recordings[seeds[0]].population)[1]
         progress.send(
-            "trials", stage="trial", done=number, total=len(candidates), name=f"{candidate.plugin} on .{candidate.attribute}"
+            "trials", stage="trial", done=len(tried), total=len(candidates),
+            name=f"{batch[0].plugin} on .{batch[0].attribute}" if len(batch) == 1 else f"{len(batch)} transformations together",
         )
-        outcome, step, step_ratio = trial(candidate, current)
-        outcomes.append(outcome)
-        if step is not None:
+        result = attempt(batch, state["current"], state["paths"])
+        if result["failed"] and len(batch) > 1:
+            middle = len(batch) // 2
+            take(batch[:middle])
+            take(batch[middle:])
+            return
+        tried.update(id(candidate) for candidate in batch)
+        outcomes.extend(result["outcomes"])
+        if result["failed"]:
+            return
+        for candidate, step in zip(batch, result["steps"]):
             accepted.append((candidate, step))
             kept.add((candidate.plugin, candidate.attribute))
-            current = outcome.bytes_after if outcome.bytes_after is not None else current
-            ratio = step_ratio
+        state["current"], state["paths"], state["ratio"] = result["after"], result["after_paths"], result["ratio"]
+
+    pending = list(candidates)
+    while pending:
+        if settings.target_bytes is not None and state["current"] <= settings.target_bytes:
+            break
+        batch = _next_batch(pending, state["current"] - (settings.target_bytes or 0.0), settings.force)
+        for candidate in batch:
+            pending.remove(candidate)
+        take(batch)
+    current, ratio = state["current"], state["ratio"]
     first_recording = recordings[seeds[0]]
     return {
         "trials": {
@@ -450,6 +516,34 @@ def run_trials(
             },
         }
     }
+
+
+def _next_batch(pending: list[Candidate], gap: float, force: list[str]) -> list[Candidate]:
+    """The next candidates to replay together: the first pending one, then the first
+    pending candidate of each later path that neither holds nor lies inside a path of
+    the batch (so none acts on another's objects), none under --force, until their
+    estimates together cover the gap to the target."""
+    from fa_memtool.plugins import excluded
+
+    first = pending[0]
+    batch = [first]
+    if excluded(first.attribute, force):
+        return batch
+    covered = first.estimated_bytes_saved_per_agent
+    seen_paths = {first.attribute}
+    for candidate in pending[1:]:
+        if covered >= gap:
+            break
+        if candidate.attribute in seen_paths:
+            continue
+        seen_paths.add(candidate.attribute)
+        if excluded(candidate.attribute, force) or any(
+            is_under(candidate.attribute, other.attribute) or is_under(other.attribute, candidate.attribute) for other in batch
+        ):
+            continue
+        batch.append(candidate)
+        covered += candidate.estimated_bytes_saved_per_agent
+    return batch
 
 
 def _population_text(recorded: Recording) -> str:

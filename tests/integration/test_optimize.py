@@ -270,11 +270,13 @@ def test_keeps_the_expected_transformations(main_run: OptimizeRun) -> None:
     for trial in main_run.data["trials"]:
         if trial["accepted"]:
             assert trial["behaviour_changed"] is False and trial["forced"] is False
-            proof = f"identical actions on {AGENTS} agents x {STEPS} steps x 2 seeds ({SEED}, {SEED + 1})"
+            proof = re.escape(f"identical actions on {AGENTS} agents x {STEPS} steps x 2 seeds ({SEED}, {SEED + 1})")
+            # Candidates on separate paths may be replayed together, and then say so.
+            proof += r"(, together with \d+ other transformation\(s\) on other paths)?"
             if trial["plugin"] == "lower-precision":  # lossy: the sensitivity test too
-                proof += f"; and under 5 replays with .{trial['attribute']} perturbed by 6.0e-07 relative"
+                proof += re.escape(f"; and under 5 replays with .{trial['attribute']} perturbed by 6.0e-07 relative")
                 assert trial["sensitivity_replays"] == 5
-            assert trial["reason"] == f"{proof}; numeric values within tolerance"
+            assert re.fullmatch(proof + re.escape("; numeric values within tolerance"), trial["reason"]), trial["reason"]
             assert trial["bytes_after"] < trial["bytes_before"]
     # Each kept trial starts where the previous one ended.
     accepted = [trial for trial in main_run.data["trials"] if trial["accepted"]]
@@ -404,7 +406,8 @@ NAME = "breaker"
 
 @hookimpl
 def fa_mem_plugin_info():
-    return PluginInfo(NAME, "beliefs -> a perturbed float32 copy (deliberately wrong)")
+    # Before lazy-beliefs (30) on the same path, so its trial comes before the target is met.
+    return PluginInfo(NAME, "beliefs -> a perturbed float32 copy (deliberately wrong)", priority=20)
 
 
 @hookimpl
