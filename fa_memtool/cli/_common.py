@@ -10,7 +10,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from fa_memtool.errors import UsageError
 from fa_memtool.units import parse_size
@@ -146,6 +154,10 @@ class ProgressConsumer:
             raise BadProgressEvent("stage is not a string")
         elif event.get("stage") == "analyse":
             update = {"description": f"{prefix}: stepping and asking the plugins", "total": None}
+        elif event.get("stage") == "record":
+            update = {"description": f"{prefix}: recording {_progress_text(event, 'name')}"}  # the count stays
+        elif event.get("stage") == "sensitivity":
+            update = {"description": f"{prefix}: sensitivity of {_progress_text(event, 'name')}"}
         else:
             update = {
                 "description": f"{prefix}: replaying {_progress_text(event, 'name')}",
@@ -173,6 +185,7 @@ def child_progress(enabled: bool) -> Iterator[Any]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
     )

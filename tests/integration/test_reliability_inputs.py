@@ -563,3 +563,18 @@ def test_a_failing_run_with_garbage_progress_still_ends_in_its_one_error(tmp_pat
     assert result.stderr.count(ERROR_PREFIX) == 1 and "factory exploded after the garbage" in result.stderr, result.describe()
     assert "note: ignored" not in result.stderr, "the failure must stay the one thing said"
 
+
+
+def test_optimize_trials_show_batches_done_of_all_and_keep_the_count_while_recording() -> None:
+    progress, console = _progress()
+    consumer = ProgressConsumer(progress)
+    consumer({"event": "configuration", "name": "trials"})
+    consumer({"event": "trials", "stage": "trial", "done": 3, "total": 7, "name": "shared-parameters on .A"})
+    assert "trials: replaying shared-parameters on .A" in _render(progress, console) and "3/7" in _render(progress, console)
+    consumer({"event": "trials", "stage": "record", "name": "the original agents on seed 1"})
+    shown = _render(progress, console)
+    assert "trials: recording the original agents on seed 1" in shown and "3/7" in shown, shown
+    consumer({"event": "trials", "stage": "sensitivity", "name": ".A: perturbed replay 2/5"})
+    shown = _render(progress, console)
+    assert "trials: sensitivity of .A: perturbed replay 2/5" in shown and "3/7" in shown, shown
+    assert consumer.ignored == 0
