@@ -41,6 +41,7 @@ KNOWN_KEYS: dict[str, tuple[type, ...]] = {
     "min-change": (str, int),
     "plugins": (list,),
     "target": (str, int),
+    "verify-seeds": (int,),
 }
 PATH_KEYS = ("module", "baseline")
 

@@ -39,6 +39,7 @@ from fa_memtool.renderers import optimize as optimize_renderer
 from fa_memtool.report import write_atomic
 
 DEFAULT_REPLAY_STEPS = 200
+DEFAULT_VERIFY_SEEDS = 2
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -65,9 +66,14 @@ def optimize_command(
         typer.Option("--max-slowdown", help="Roll back a transformation whose replay steps are more than FACTOR times slower, e.g. 1.25.", show_default=False),
     ] = None,
     verify_seeds: Annotated[
-        int,
-        typer.Option("--verify-seeds", help="Replay every trial on this many seeds (the run's --seed, then the next ones): each builds and observes anew.", min=1),
-    ] = 2,
+        int | None,
+        typer.Option(
+            "--verify-seeds",
+            metavar="K",
+            help="Replay every trial on K seeds (the run's --seed, then the next ones): each builds and observes anew. [default: verify-seeds in [tool.fa-mem], else 2]",
+            show_default=False,
+        ),
+    ] = None,
     atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance for numeric attributes in replay.")] = 1e-8,
     rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance for numeric attributes in replay.")] = 1e-5,
     agents: AgentsOption = None,
@@ -110,6 +116,9 @@ def optimize_command(
             raise UsageError(f"{flag} must be a finite number (got {value:g})")
     if not (0 <= atol <= 1 and 0 <= rtol <= 1):
         raise UsageError(f"--atol and --rtol must be between 0 and 1 (got --atol {atol:g}, --rtol {rtol:g})")
+    seeds = verify_seeds if verify_seeds is not None else config.get("verify-seeds", DEFAULT_VERIFY_SEEDS)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"--verify-seeds must be a whole number, 1 or more (got {seeds!r})")
     if max_slowdown is not None and max_slowdown < 1:
         raise UsageError(f"--max-slowdown must be 1 or more (got {max_slowdown:g})")
     plugin_names = _names([plugins]) if plugins is not None else config.get("plugins")
@@ -136,7 +145,7 @@ def optimize_command(
         atol=atol,
         growing={},
         max_slowdown=max_slowdown,
-        verify_seeds=verify_seeds,
+        verify_seeds=seeds,
     )
     with child_progress(progress) as on_event:
         result = optimize(workload.spec, settings=settings, limits=workload.limits, scaling=workload.scaling, progress=on_event)

@@ -168,3 +168,14 @@ def test_verify_seeds_must_be_at_least_one(tmp_path: Path) -> None:
     assert result.returncode == 2, result.describe()
     assert "Traceback" not in result.stderr
     assert sys.executable  # the installed console script ran, not this interpreter
+
+
+def test_verify_seeds_comes_from_the_project_settings(tmp_path: Path) -> None:
+    module = write_module(tmp_path, "seed_dependent", SEED_DEPENDENT)
+    (tmp_path / "pyproject.toml").write_text("[tool.fa-mem]\nverify-seeds = 1\n")
+    result, data, _ = optimize(tmp_path, module, "-n", 3, "--steps", 4, "--plugins", "shared-parameters", "--target", "1kB")
+    assert result.returncode == 1, result.describe()
+    assert data["verification"]["seeds"] == [0]
+    (tmp_path / "pyproject.toml").write_text("[tool.fa-mem]\nverify-seeds = 0\n")
+    result = run_cli(["optimize", module, "--target", "1kB"], cwd=tmp_path)
+    assert result.returncode == 2 and "--verify-seeds must be a whole number, 1 or more (got 0)" in result.stderr, result.describe()
