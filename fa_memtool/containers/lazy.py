@@ -349,6 +349,37 @@ def _plain_key(key: Any) -> Any:
     return key
 
 
+def _basic_region(shape: tuple[int, ...], key: Any) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
+    """For a key of integers, slices and at most one Ellipsis (no newaxis, no arrays), each
+    axis's selection (an int, or (start, stop, step) from ``slice.indices``) and the
+    region's shape; None for any other key, or an integer out of bounds (the general
+    path then raises numpy's own error)."""
+    parts = key if type(key) is tuple else (key,)
+    if not all(type(part) in (int, slice) or part is Ellipsis for part in parts) or sum(part is Ellipsis for part in parts) > 1:
+        return None
+    fixed = len(parts) - (1 if Ellipsis in parts else 0)
+    if fixed > len(shape):
+        return None
+    if Ellipsis in parts:
+        at = parts.index(Ellipsis)
+        parts = parts[:at] + (slice(None),) * (len(shape) - fixed) + parts[at + 1 :]
+    else:
+        parts = parts + (slice(None),) * (len(shape) - len(parts))
+    axes: list[Any] = []
+    region: list[int] = []
+    for part, length in zip(parts, shape):
+        if type(part) is int:
+            index = part + length if part < 0 else part
+            if not 0 <= index < length:
+                return None
+            axes.append(index)
+        else:
+            start, stop, step = part.indices(length)
+            axes.append((start, stop, step))
+            region.append(len(range(start, stop, step)))
+    return tuple(axes), tuple(region)
+
+
 def _stage(shape: tuple[int, ...], dtype: np.dtype[Any], key: Any, positions: Any, value: Any) -> NDArray[Any]:
     """``value`` converted for ``dense[key] = value`` (numpy's rules and errors), one value per
     selected position, laid out like ``positions``."""
@@ -1143,9 +1174,66 @@ class LazyBeliefArray(_LazyArray):
             working[...] = value  # the whole array: numpy's broadcasting, then one settling pass
             self._settle_fresh(working)
             return
+        region = _basic_region(self._shape, key)
+        if region is not None:
+            self._write_region(region, value)
+            return
         positions = self._flat_positions(key)
         staged = _stage(self._shape, self._dtype, key, positions, value)
         self._write_sparse(np.ravel(positions), staged.reshape(-1))
+
+    def _write_region(self, region: tuple[tuple[Any, ...], tuple[int, ...]], value: Any) -> None:
+        """A basic-index write into sparse storage, at a cost in the stored elements and the
+        value's nonzeros rather than in positions of the region: the stored elements inside
+        the region are found from their coordinates, the new ones from the value's
+        nonzeros (``b[:, t] = block`` on a large, mostly-zero array)."""
+        axes, region_shape = region
+        staged = np.empty(region_shape, dtype=self._dtype)
+        staged[...] = value  # numpy's broadcasting and conversion rules
+        index_dtype = self._index_dtype()
+        kept_positions = self._flat_indices if self._flat_indices is not None else np.empty(0, dtype=index_dtype)
+        kept_values = self._stored_values()
+        if kept_positions.size:
+            coordinates = np.unravel_index(kept_positions, self._shape)
+            inside = np.ones(kept_positions.size, dtype=bool)
+            for axis, selection in enumerate(axes):
+                coordinate = coordinates[axis]
+                if isinstance(selection, int):
+                    inside &= coordinate == selection
+                elif selection != (0, self._shape[axis], 1):
+                    start, stop, step = selection
+                    low, high = (start, stop) if step > 0 else (stop + 1, start + 1)
+                    inside &= (coordinate >= low) & (coordinate < high) & ((coordinate - start) % step == 0)
+            if inside.any():
+                kept_positions, kept_values = kept_positions[~inside], kept_values[~inside]
+        contiguous = np.ascontiguousarray(staged)
+        found = np.flatnonzero(_stored_mask(contiguous))
+        if found.size:
+            within = np.unravel_index(found, region_shape) if region_shape else ()
+            owner: list[Any] = []
+            sliced = 0
+            for selection in axes:
+                if isinstance(selection, int):
+                    owner.append(selection)
+                else:
+                    start, _, step = selection
+                    owner.append(start + step * within[sliced])
+                    sliced += 1
+            new_positions = np.atleast_1d(np.ravel_multi_index(tuple(np.broadcast_arrays(*owner)), self._shape)).astype(index_dtype)
+            new_values = np.atleast_1d(contiguous.reshape(-1)[found])
+            order = np.argsort(new_positions, kind="stable")
+            new_positions, new_values = new_positions[order], new_values[order]
+        else:
+            new_positions, new_values = np.empty(0, dtype=index_dtype), np.empty(0, dtype=self._dtype)
+        if kept_positions.size + new_positions.size > self._capacity:
+            dense = np.zeros(self._shape, dtype=self._dtype)
+            flat = dense.reshape(-1)
+            flat[kept_positions] = kept_values
+            flat[new_positions] = new_values
+            self._adopt_dense(dense)
+            return
+        merged_positions, merged_values = _merge_sorted(kept_positions, kept_values, new_positions, new_values)
+        self._set_sparse(merged_positions, merged_values)
 
     def _write_sparse(self, positions: NDArray[Any], values: NDArray[Any]) -> None:
         """Apply writes (flat positions, values) to sparse storage, switching to dense when full."""
