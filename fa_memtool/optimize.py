@@ -438,9 +438,15 @@ def run_trials(
                 changed = found
         if not single:
             proven += f", together with {len(batch) - 1} other transformation(s) on other paths"
+        # A batch's measured saving is split among its members in proportion to what each
+        # saved at its own path, so the members' figures add up to the population's.
+        at_paths = [
+            current - after if single else (before_paths or {})[candidate.attribute] - after_paths[candidate.attribute]
+            for candidate in batch
+        ]
         running = current
-        for candidate, outcome, step in zip(batch, outcomes_of_batch, steps_of_batch):
-            saved = current - after if single else (before_paths or {})[candidate.attribute] - after_paths[candidate.attribute]
+        for candidate, outcome, step, at_path in zip(batch, outcomes_of_batch, steps_of_batch, at_paths):
+            saved = (current - after) * at_path / sum(at_paths)
             outcome.bytes_before, outcome.bytes_after = running, running - saved
             running -= saved
             outcome.accepted = True
@@ -451,8 +457,7 @@ def run_trials(
                 reason += f"; and under {REPLAYS} replays with .{candidate.attribute} perturbed by {scope(candidate):.1e} relative"
             outcome.reason = changed or f"{reason}; numeric values within tolerance"
             step.before_bytes_per_agent, step.after_bytes_per_agent = outcome.bytes_before, outcome.bytes_after
-        if not single:  # the last one ends where the population was measured
-            outcomes_of_batch[-1].bytes_after = steps_of_batch[-1].after_bytes_per_agent = after
+        outcomes_of_batch[-1].bytes_after = steps_of_batch[-1].after_bytes_per_agent = after  # no rounding drift
         return {"failed": False, "outcomes": outcomes_of_batch, "steps": steps_of_batch, "after": after,
                 "after_paths": after_paths, "ratio": step_ratio}
 
