@@ -695,6 +695,10 @@ def _proof_text(verification: dict[str, Any], kept: list[TrialOutcome]) -> str:
     )
     lossy = [trial for trial in kept if trial.sensitivity_replays]
     if lossy:
-        names = ", ".join(f"{trial.plugin} on .{trial.attribute}" for trial in lossy)
+        names = (
+            ", ".join(f"{trial.plugin} on .{trial.attribute}" for trial in lossy)
+            if len(lossy) <= 3
+            else f"the {len(lossy)} lossy ones"
+        )
         text += f"; {names} also under {lossy[0].sensitivity_replays} replays with the values perturbed by 10x the change"
     return text
