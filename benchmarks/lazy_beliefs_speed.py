@@ -28,6 +28,11 @@ computation every agent also runs: scoring 125 policies, a dense (125, cells) ta
 times the position marginal ``belief.sum(axis=-1)``, and a softmax over the scores (a
 real planner, such as the explorer's, costs far more than this).
 
+A last row steps the bundled explorer (sample_agents/explorer.py; a fifth of
+``--agents``, at least 2, for a fifth of ``--steps``) with its ``predicted_states`` in
+float32, once dense and once as a LazyBeliefArray: the two transformations fa-mem
+optimize keeps there, on a real agent's step.
+
 Both contenders get identical observation streams and the script checks that their
 actions are identical. Repetitions are interleaved (dense, lazy, dense, lazy, ...)
 after one untimed warm-up round, via run_benchmarks.interleaved; the table gives the
@@ -191,6 +196,57 @@ def measure(shape: tuple[int, ...], plan: bool, arguments: argparse.Namespace) -
     }
 
 
+def measure_explorer(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The bundled explorer (sample_agents/explorer.py) whose ``predicted_states`` (125
+    policies x 3 steps x 448 cells x 8 sites, written three blocks a step) is float32,
+    dense against a LazyBeliefArray: what the two kept transformations cost a real step."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sample_agents"))
+    import explorer
+
+    agents = max(2, arguments.agents // 5)
+
+    def population_of(lazy: bool) -> tuple[list[Any], list[Any]]:
+        built = explorer.create_agents(agents, arguments.seed)
+        for agent in built:
+            lowered = agent.predicted_states.astype(np.float32)
+            agent.predicted_states = LazyBeliefArray.from_dense(lowered) if lazy else lowered
+        return built, [np.random.default_rng([arguments.seed, index]) for index in range(agents)]
+
+    dense, lazy = population_of(False), population_of(True)
+    actions: dict[str, list[Any]] = {"dense": [], "lazy": []}
+    step_counter = {"dense": 0, "lazy": 0}
+
+    def rounds(name: str, built: tuple[list[Any], list[Any]]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(max(1, arguments.steps // 5)):
+                for agent, rng in zip(*built):
+                    actions[name].append(agent.step(explorer.observe(agent, step_counter[name], rng)))
+                step_counter[name] += 1
+
+        return run
+
+    run_benchmarks.log("  explorer")
+    times, _ = run_benchmarks.interleaved([("dense", rounds("dense", dense)), ("lazy", rounds("lazy", lazy))], arguments.repetitions)
+    if actions["dense"] != actions["lazy"]:
+        raise SystemExit("explorer: LazyBeliefArray agents acted differently from dense ones")
+    per_step = max(1, arguments.steps // 5) * agents
+    stored = [agent.predicted_states.stored_bytes for agent in lazy[0]]
+    return {
+        "shape": list(lazy[0][0].predicted_states.shape),
+        "workload": f"explorer.py step ({agents} agents)",
+        "dense_step_us": run_benchmarks.median(times["dense"]) / per_step * 1e6,
+        "lazy_step_us": run_benchmarks.median(times["lazy"]) / per_step * 1e6,
+        "ratio": run_benchmarks.paired_median_ratio(times["lazy"], times["dense"]),
+        "times": times,
+        "nnz_mean": float(np.mean([agent.predicted_states.nnz for agent in lazy[0]])),
+        "sparse_agents": sum(agent.predicted_states.is_sparse for agent in lazy[0]),
+        "agents": agents,
+        "dense_bytes": int(dense[0][0].predicted_states.nbytes),
+        "lazy_bytes_mean": float(np.mean(stored)),
+        "csr_bytes_mean": float(np.mean([csr_bytes(agent.predicted_states) for agent in dense[0]])),
+    }
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -236,6 +292,7 @@ def main() -> int:
         },
         "rows": [measure(shape, plan, arguments) for shape in ((448, 8), (64, 64, 8)) for plan in (False, True)],
     }
+    results["rows"].append(measure_explorer(arguments))
     print(json.dumps(results, indent=2, default=float) if arguments.json else render(results))
     return 0
 
