@@ -1225,15 +1225,7 @@ class LazyBeliefArray(_LazyArray):
             new_positions, new_values = new_positions[order], new_values[order]
         else:
             new_positions, new_values = np.empty(0, dtype=index_dtype), np.empty(0, dtype=self._dtype)
-        if kept_positions.size + new_positions.size > self._capacity:
-            dense = np.zeros(self._shape, dtype=self._dtype)
-            flat = dense.reshape(-1)
-            flat[kept_positions] = kept_values
-            flat[new_positions] = new_values
-            self._adopt_dense(dense)
-            return
-        merged_positions, merged_values = _merge_sorted(kept_positions, kept_values, new_positions, new_values)
-        self._set_sparse(merged_positions, merged_values)
+        self._store(kept_positions, kept_values, new_positions, new_values)
 
     def _write_sparse(self, positions: NDArray[Any], values: NDArray[Any]) -> None:
         """Apply writes (flat positions, values) to sparse storage, switching to dense when full."""
@@ -1252,6 +1244,11 @@ class LazyBeliefArray(_LazyArray):
         stored = _stored_mask(values)
         new_positions = positions[stored].astype(index_dtype)
         new_values = values[stored]
+        self._store(kept_positions, kept_values, new_positions, new_values)
+
+    def _store(self, kept_positions: NDArray[Any], kept_values: NDArray[Any], new_positions: NDArray[Any], new_values: NDArray[Any]) -> None:
+        """Store the kept entries and the new ones (each sorted by position, disjoint) sparsely,
+        or densely once together they pass the sparse capacity."""
         if kept_positions.size + new_positions.size > self._capacity:
             dense = np.zeros(self._shape, dtype=self._dtype)
             flat = dense.reshape(-1)
