@@ -18,30 +18,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_benchmarks import machine  # noqa: E402
+from run_benchmarks import fa_mem, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FA_MEM = Path(sys.executable).parent / "fa-mem"
 WORKLOADS = {"explorer.py": "2MB", "wrapped.py": None}  # None: a fifth of the baseline
-
-
-def run(arguments: list[str]) -> tuple[int, float]:
-    environment = dict(os.environ, FA_MEM_NO_PROGRESS="1", NO_COLOR="1")
-    started = time.perf_counter()
-    completed = subprocess.run([str(FA_MEM), *arguments], env=environment, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if completed.returncode not in (0, 1):
-        sys.stderr.write(completed.stdout[-2000:] + completed.stderr[-2000:])
-        raise SystemExit(f"fa-mem {' '.join(arguments[:2])} exited {completed.returncode}")
-    return completed.returncode, elapsed
 
 
 def megabytes(value: float) -> str:
@@ -60,15 +46,15 @@ def main() -> int:
         workload = [str(ROOT / "sample_agents" / name), "-n", str(options.agents), "--steps", str(options.steps)]
         report = scratch / f"{name}.profile.json"
         if target is None:
-            run(["profile", *workload, "--scaling", "none", "--no-trace", "--json", str(report)])
+            fa_mem(["profile", *workload, "--scaling", "none", "--no-trace", "--json", str(report)])
             baseline = json.loads(report.read_text())["population"]["per_agent_bytes"]
             target = f"{int(baseline / 5)}B"
         profile_times, optimize_times, ratios = [], [], []
         result: dict = {}
         for repetition in range(options.repetitions):
-            _, profiled = run(["profile", *workload, "--json", str(report)])
+            _, profiled = fa_mem(["profile", *workload, "--json", str(report)])
             output = scratch / f"{name}.optimize.{repetition}.json"
-            _, optimized = run(["optimize", *workload, "--target", target, "--json", str(output)])
+            _, optimized = fa_mem(["optimize", *workload, "--target", target, "--json", str(output)])
             profile_times.append(profiled)
             optimize_times.append(optimized)
             ratios.append(optimized / profiled)

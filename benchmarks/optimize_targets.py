@@ -18,28 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_benchmarks import fa_mem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLORER = ROOT / "sample_agents" / "explorer.py"
-FA_MEM = Path(sys.executable).parent / "fa-mem"
 PLUGINS = ["shared-parameters", "lazy-beliefs", "compressed-history", "lower-precision"]
-
-
-def run(arguments: list[str]) -> tuple[int, float]:
-    environment = dict(os.environ, FA_MEM_NO_PROGRESS="1", NO_COLOR="1", OPENBLAS_NUM_THREADS="1")
-    started = time.perf_counter()
-    completed = subprocess.run([str(FA_MEM), *arguments], env=environment, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if completed.returncode not in (0, 1):
-        sys.stderr.write(completed.stdout[-2000:] + completed.stderr[-2000:])
-        raise SystemExit(f"fa-mem {' '.join(arguments[:2])} exited {completed.returncode}")
-    return completed.returncode, elapsed
 
 
 def main() -> int:
@@ -55,7 +44,7 @@ def main() -> int:
 
     plan = scratch / "plan.json"
     full = scratch / "optimize.json"
-    code, seconds = run(["optimize", *workload, "--target", "3.5MB", "--scaling", "none", "--json", str(full), "--plan-out", str(plan)])
+    code, seconds = fa_mem(["optimize", *workload, "--target", "3.5MB", "--scaling", "none", "--json", str(full), "--plan-out", str(plan)], OPENBLAS_NUM_THREADS="1")
     data = json.loads(full.read_text())
     after = data["after"] or data["before"]
     results["all_plugins"] = {
@@ -73,7 +62,7 @@ def main() -> int:
     print(json.dumps(results["all_plugins"], indent=1), flush=True)
 
     bounded = scratch / "optimize-bounded.json"
-    code, seconds = run(["optimize", *workload, "--target", "3.5MB", "--max-slowdown", "1.25", "--scaling", "none", "--json", str(bounded)])
+    code, seconds = fa_mem(["optimize", *workload, "--target", "3.5MB", "--max-slowdown", "1.25", "--scaling", "none", "--json", str(bounded)], OPENBLAS_NUM_THREADS="1")
     data = json.loads(bounded.read_text())
     after = data["after"] or data["before"]
     results["all_plugins_max_slowdown_1_25"] = {
@@ -90,7 +79,7 @@ def main() -> int:
     alone: dict[str, object] = {}
     for plugin in PLUGINS:
         output = scratch / f"{plugin}.json"
-        code, seconds = run(["optimize", *workload, "--plugins", plugin, "--target", "1kB", "--scaling", "none", "--json", str(output)])
+        code, seconds = fa_mem(["optimize", *workload, "--plugins", plugin, "--target", "1kB", "--scaling", "none", "--json", str(output)], OPENBLAS_NUM_THREADS="1")
         single = json.loads(output.read_text())
         final = single["after"] or single["before"]
         alone[plugin] = {
@@ -106,8 +95,8 @@ def main() -> int:
     sizes = f"{population // 2},{population}"
     for label, extra in (("baseline", []), ("optimized", ["--plan", str(plan)])):
         output = scratch / f"population-{label}.json"
-        run(["profile", str(EXPLORER), "-n", str(population), "--steps", str(options.steps), "--no-trace",
-             "--scaling", sizes, "--json", str(output), *extra])
+        fa_mem(["profile", str(EXPLORER), "-n", str(population), "--steps", str(options.steps), "--no-trace",
+                "--scaling", sizes, "--json", str(output), *extra], OPENBLAS_NUM_THREADS="1")
         report = json.loads(output.read_text())
         marginal = report["population"]["marginal_rss_per_agent_after_steps"]
         results[f"population_{label}"] = {

@@ -126,6 +126,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def fa_mem(arguments: list[str], **environment: str) -> tuple[int, float]:
+    """Run the installed ``fa-mem`` command (no progress bar, no colour, plus ``environment``);
+    its exit code (0 or 1, the verdict) and wall seconds. Any other exit stops the benchmark."""
+    command = [str(Path(sys.executable).parent / "fa-mem"), *arguments]
+    started = time.perf_counter()
+    completed = subprocess.run(command, env=dict(os.environ, FA_MEM_NO_PROGRESS="1", NO_COLOR="1", **environment), capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if completed.returncode not in (0, 1):
+        sys.stderr.write(completed.stdout[-2000:] + completed.stderr[-2000:])
+        raise SystemExit(f"fa-mem {' '.join(arguments[:2])} exited {completed.returncode}")
+    return completed.returncode, elapsed
+
+
 def interleaved(contenders: list[tuple[str, Callable[[], Any]]], repetitions: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """One untimed warm-up call each (its result is kept), then A B C A B C ... timed."""
     results: dict[str, Any] = {}
