@@ -8,6 +8,7 @@ measuring child (``python -m fa_memtool.child``) outlived the command.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psutil
@@ -161,6 +163,16 @@ def write_module(directory: Path, name: str, source: str) -> Path:
     path = directory / (name if name.endswith((".py", ".txt")) else f"{name}.py")
     path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
     return path
+
+
+def import_source(path: Path, name: str) -> ModuleType:
+    """Import a workload file into the test process under ``name`` (not on sys.modules), so a
+    test can build its ground truth from the same classes and constants fa-mem measures."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tree_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,6 @@ a failing step (exit 4).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shlex
 import shutil
@@ -36,6 +35,7 @@ from fa_mem_cli import (
     assert_clean_success,
     assert_one_error_line,
     cli_environment,
+    import_source,
 )
 
 pytestmark = pytest.mark.slow
@@ -59,11 +59,7 @@ ACTION_LINE = "        action = int(observation % 3)\n"
 
 
 def _load_constants() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fa_mem_gate_test_agents", WORKLOAD_SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(WORKLOAD_SOURCE, "fa_mem_gate_test_agents")
 
 
 W = _load_constants()

@@ -9,7 +9,6 @@ objects: every copy's objects, each object once, less one copy's.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fa_mem_cli import assert_clean_success, load_json, run_cli
+from fa_mem_cli import assert_clean_success, import_source, load_json, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +26,7 @@ AGENTS = 3
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fa_mem_gym_taxi_agents", WORKLOAD)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(WORKLOAD, "fa_mem_gym_taxi_agents")
 
 
 def _objects(obj: Any, sizes: dict[int, int]) -> None:

@@ -12,7 +12,6 @@ that later tests measure in.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from fa_mem_cli import (
     assert_clean_success,
     assert_no_measuring_child_left,
     assert_one_error_line,
+    import_source,
     load_json,
     run_cli,
     write_module,
@@ -49,11 +49,7 @@ BOIDS = [
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"fa_mem_model_test_{name}", WORKLOADS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(WORKLOADS / f"{name}.py", f"fa_mem_model_test_{name}")
 
 
 def ground_truth(code: str) -> Any:

@@ -23,7 +23,6 @@ sample agent.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -44,6 +43,7 @@ from fa_mem_cli import (
     assert_no_measuring_child_left,
     assert_one_error_line,
     cli_environment,
+    import_source,
 )
 
 pytestmark = pytest.mark.slow
@@ -67,11 +67,7 @@ SLOWDOWN_REASON = re.compile(r"^steps took (\d+\.\d\d)x the original, over --max
 
 
 def _load_workload() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fa_mem_optimize_test_agents", WORKLOAD)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(WORKLOAD, "fa_mem_optimize_test_agents")
 
 
 W = _load_workload()
@@ -766,11 +762,7 @@ PYMDP_AGENTS, PYMDP_STEPS = 4, 8
 
 
 def _pymdp_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fa_mem_optimize_pymdp_agents", PYMDP_WORKLOAD)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(PYMDP_WORKLOAD, "fa_mem_optimize_pymdp_agents")
 
 
 def test_pymdp_models_inside_wrappers_shrink_five_times_with_identical_actions(tmp_path: Path) -> None:

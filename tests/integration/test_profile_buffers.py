@@ -5,13 +5,12 @@ storage ``nbytes``."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fa_mem_cli import assert_clean_success, load_json, run_cli, tree_rows
+from fa_mem_cli import assert_clean_success, import_source, load_json, run_cli, tree_rows
 
 torch = pytest.importorskip("torch")
 
@@ -23,11 +22,7 @@ STEPS = 6
 
 
 def _module() -> Any:
-    spec = importlib.util.spec_from_file_location("fa_mem_buffer_torch_agents", WORKLOAD)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_source(WORKLOAD, "fa_mem_buffer_torch_agents")
 
 
 def _storage(tensor: Any) -> int:
