@@ -380,6 +380,37 @@ def _basic_region(shape: tuple[int, ...], key: Any) -> tuple[tuple[Any, ...], tu
     return tuple(axes), tuple(region)
 
 
+def _element_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """C-order strides of ``shape``, in elements."""
+    strides = [1] * len(shape)
+    for axis in range(len(shape) - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * shape[axis + 1]
+    return tuple(strides)
+
+
+def _region_walk(axes: tuple[Any, ...], strides: tuple[int, ...], region_shape: tuple[int, ...]) -> tuple[int, list[tuple[int, int]]]:
+    """A basic-index region as a flat offset and (length, flat stride) per region axis, with
+    neighbouring axes that are contiguous together merged: the flat position of the region's
+    C-order element ``i`` is the offset plus ``i``'s digits in those lengths times the strides."""
+    offset = 0
+    dimensions: list[tuple[int, int]] = []
+    sliced = iter(region_shape)
+    for selection, stride in zip(axes, strides):
+        if isinstance(selection, int):
+            offset += selection * stride
+            continue
+        start, _, step = selection
+        offset += start * stride
+        length = next(sliced)
+        if length == 1:
+            continue  # contributes nothing beyond its start
+        if dimensions and dimensions[-1][1] == length * stride * step:
+            dimensions[-1] = (dimensions[-1][0] * length, stride * step)
+        else:
+            dimensions.append((length, stride * step))
+    return offset, dimensions
+
+
 def _stage(shape: tuple[int, ...], dtype: np.dtype[Any], key: Any, positions: Any, value: Any) -> NDArray[Any]:
     """``value`` converted for ``dense[key] = value`` (numpy's rules and errors), one value per
     selected position, laid out like ``positions``."""
@@ -1193,14 +1224,15 @@ class LazyBeliefArray(_LazyArray):
         index_dtype = self._index_dtype()
         kept_positions = self._flat_indices if self._flat_indices is not None else np.empty(0, dtype=index_dtype)
         kept_values = self._stored_values()
+        strides = _element_strides(self._shape)
         if kept_positions.size:
-            coordinates = np.unravel_index(kept_positions, self._shape)
+            # Only the axes the region constrains are read off the flat positions.
             inside = np.ones(kept_positions.size, dtype=bool)
             for axis, selection in enumerate(axes):
-                coordinate = coordinates[axis]
                 if isinstance(selection, int):
-                    inside &= coordinate == selection
+                    inside &= (kept_positions // strides[axis]) % self._shape[axis] == selection
                 elif selection != (0, self._shape[axis], 1):
+                    coordinate = (kept_positions // strides[axis]) % self._shape[axis]
                     start, stop, step = selection
                     low, high = (start, stop) if step > 0 else (stop + 1, start + 1)
                     inside &= (coordinate >= low) & (coordinate < high) & ((coordinate - start) % step == 0)
@@ -1209,20 +1241,17 @@ class LazyBeliefArray(_LazyArray):
         contiguous = np.ascontiguousarray(staged)
         found = np.flatnonzero(_stored_mask(contiguous))
         if found.size:
-            within = np.unravel_index(found, region_shape) if region_shape else ()
-            owner: list[Any] = []
-            sliced = 0
-            for selection in axes:
-                if isinstance(selection, int):
-                    owner.append(selection)
-                else:
-                    start, _, step = selection
-                    owner.append(start + step * within[sliced])
-                    sliced += 1
-            new_positions = np.atleast_1d(np.ravel_multi_index(tuple(np.broadcast_arrays(*owner)), self._shape)).astype(index_dtype)
-            new_values = np.atleast_1d(contiguous.reshape(-1)[found])
-            order = np.argsort(new_positions, kind="stable")
-            new_positions, new_values = new_positions[order], new_values[order]
+            offset, dimensions = _region_walk(axes, strides, region_shape)
+            new_positions = np.full(found.size, offset, dtype=np.intp)
+            rest = found
+            for length, stride in reversed(dimensions):
+                rest, coordinate = np.divmod(rest, length)
+                new_positions += coordinate * stride
+            new_positions = new_positions.astype(index_dtype)
+            new_values = contiguous.reshape(-1)[found]
+            if any(stride < 0 for _, stride in dimensions):  # a negative step walks backwards
+                order = np.argsort(new_positions, kind="stable")
+                new_positions, new_values = new_positions[order], new_values[order]
         else:
             new_positions, new_values = np.empty(0, dtype=index_dtype), np.empty(0, dtype=self._dtype)
         self._store(kept_positions, kept_values, new_positions, new_values)
