@@ -39,7 +39,7 @@ def render(result: OptimizeResult, console: Console) -> None:
     style = {True: "green", False: "bold red", None: "yellow"}[result.verified]
     grid.add_row("replay", Text(result.summary, style=style))
     if result.step_time_ratio is not None:
-        grid.add_row("step time", f"{result.step_time_ratio:.2f}x the original (the replays against the original's recorded run)")
+        grid.add_row("step time", f"{result.step_time_ratio:.2f}x the original (the replays against the original)")
     console.print(Panel(grid, title=Text(f"fa-mem optimize: {result.before.workload.target}"), title_align="left", border_style="cyan"))
 
     if not result.trials:
