@@ -302,14 +302,15 @@ def run_trials(
         for step_number, expected in enumerate(recorded.actions):
             if disturb is not None and step_number % checkpoint == 0:
                 disturb(step_number)
-            original = recorded.seconds[step_number] if step_number < len(recorded.seconds) else 0.0
             if reference is not None and step_number % 2 == 0:
                 original = _timed_step(*reference, step_number)
             started = time.perf_counter()
             with stream.active():
                 actions = population.step(step_number)  # StepFailed: the trial raised
             trial = time.perf_counter() - started
-            if reference is not None and step_number % 2 == 1:
+            if reference is None:
+                original = recorded.seconds[step_number]  # recorded with each step's actions
+            elif step_number % 2 == 1:
                 original = _timed_step(*reference, step_number)
             if original > 0:
                 ratios.append(trial / original)
@@ -419,7 +420,7 @@ def run_trials(
             except StepFailed as error:
                 return failed(f"raised: {error.message} (under {where}, seed {run_seed})", "raised")
             del reference
-            if paired or not settings.max_slowdown:
+            if paired or settings.max_slowdown is None:
                 step_ratios.extend(ratios)
             if found is not None:
                 if not (single and outcomes_of_batch[0].forced):
@@ -451,7 +452,9 @@ def run_trials(
         # during either run moves a few steps, not the figure.
         step_ratio = statistics.median(step_ratios) if step_ratios else None
         if settings.max_slowdown is not None and step_ratio is not None and step_ratio > settings.max_slowdown:
-            return failed(f"steps took {step_ratio:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}", "slower")
+            # Rounded up: a ratio just over the limit never reads as equal to it ("1.00x, over 1").
+            shown = math.ceil(step_ratio * 100) / 100
+            return failed(f"steps took {shown:.2f}x the original, over --max-slowdown {settings.max_slowdown:g}", "slower")
         recorded_first = recordings[seeds[0]]
         proven = f"identical actions on {_population_text(recorded_first)} x {len(recorded_first.actions)} steps x {_seeds_text(seeds)}"
         lossy_members = [candidate for candidate in batch if candidate.plugin in lossy]
