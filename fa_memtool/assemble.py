@@ -94,24 +94,13 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def timing_report(
-    stepped: dict[str, Any], *, sampling_seconds: float, create_seconds: float, agents: int, tracing: bool
-) -> Timing:
-    """Latencies and the profiling overhead from the stepping loop's record."""
-    untraced: list[float] = stepped["untraced"]
-    traced: list[float] = stepped["traced"]
+def timing_report(stepped: dict[str, Any], *, sampling_seconds: float, create_seconds: float, agents: int) -> Timing:
+    """Latencies and the profiling overhead from the stepping loop's record (untraced:
+    allocation sites come from a sample population traced apart)."""
+    latencies: list[float] = stepped["untraced"]
     stepping_seconds: float = stepped["stepping_seconds"]
-    # Latency figures come from untraced steps when there are any: a traced step
-    # measures the tracer as much as the agent.
-    latencies = untraced or traced
-    overhead: float | None = None
-    if untraced or not tracing:
-        # The stepping phase with nothing added: traced steps counted at the untraced mean.
-        untraced_mean = sum(untraced) / len(untraced) if untraced else 0.0
-        tracing_extra = max(sum(traced) - len(traced) * untraced_mean, 0.0)
-        unprofiled = stepping_seconds - tracing_extra
-        if unprofiled > 0:
-            overhead = (stepped["wall_seconds"] - unprofiled) / unprofiled
+    # The overhead: the stepping phase's wall time against the time inside the steps.
+    overhead = (stepped["wall_seconds"] - stepping_seconds) / stepping_seconds if stepping_seconds > 0 else None
     return Timing(
         create_seconds=create_seconds,
         create_ms_per_agent=create_seconds * 1000.0 / agents,
@@ -121,8 +110,8 @@ def timing_report(
         stepping_seconds=stepping_seconds,
         stepping_wall_seconds=stepped["wall_seconds"],
         sampling_seconds=sampling_seconds,
-        traced_step_ms_p50=percentile(traced, 0.5) * 1000.0 if traced else None,
-        untraced_step_ms_p50=percentile(untraced, 0.5) * 1000.0 if untraced else None,
+        traced_step_ms_p50=None,
+        untraced_step_ms_p50=percentile(latencies, 0.5) * 1000.0 if latencies else None,
         profiling_overhead_fraction=overhead,
     )
 

@@ -57,7 +57,7 @@ import psutil
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, InternalError, ResourceLimitExceeded, StepError, StepFailed, error_record
-from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
+from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, percentile, timing_report
 from fa_memtool.buffers import prepare_libraries
 from fa_memtool.report import ReleasedRun
 from fa_memtool.retention import ReleaseWatch, runs_verdict
@@ -85,7 +85,22 @@ from fa_memtool.workload import call_factory, find_factory, find_observe, load_m
 
 SITES_SHOWN = 10
 TREE_SAMPLES = 6  # samples (first and last included) that build the tree of paths
-TRACED_STEPS = 3  # steps traced with tracemalloc per run, besides the last one
+SAMPLE_AGENTS = 2  # agents of the small population traced for allocation sites
+SAMPLE_STEPS = 4  # steps of it traced (at most the steps the population completed)
+
+
+@dataclasses.dataclass
+class SampleSites:
+    """What the traced sample population showed (Measurement._trace_sample)."""
+
+    agents: int = 0
+    construction: list[Any] = dataclasses.field(default_factory=list)
+    attribute_sites: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    path_sites: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    newest_path_sites: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    newest_attribute_sites: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    step_sites: tracking.StepSites = dataclasses.field(default_factory=tracking.StepSites)
+    latencies: list[float] = dataclasses.field(default_factory=list)
 
 
 class Progress:
@@ -152,23 +167,14 @@ class Measurement:
 
         self.progress.send("build", total=spec.agents)
         driver = self._driver(module, factory_name, factory)
-        if self.tracing:
-            tracemalloc.start(spec.trace_frames)
-            before_build = tracking.take_snapshot()
+        # The population is built and stepped untraced: allocation sites come from a
+        # small sample population traced after the steps (_trace_sample).
         with GCMonitor() as build_gc:
             started = time.perf_counter()
             agents = list(driver.build())
             create_seconds = time.perf_counter() - started
         if spec.plan:
             self._apply_plan(agents)
-        construction_sites: list[Any] = []
-        attribute_sites: dict[str, tuple[str, str]] = {}
-        if self.tracing:
-            construction_sites = tracking.growth_between(before_build, tracking.take_snapshot(), limit=SITES_SHOWN)
-            attribute_sites = self._attribute_sites(agents[0])
-            self.path_sites = tracking.path_sites(agents[0], stop=frozenset(map(id, agents)))
-            del before_build
-            tracemalloc.stop()
         self.record_phase("build")
         if len(agents) != spec.agents:
             if driver.model is None:
@@ -191,8 +197,7 @@ class Measurement:
             module_name=module.__name__,
             create_seconds=create_seconds,
             build_gc=build_gc,
-            construction_sites=construction_sites,
-            attribute_sites=attribute_sites,
+            sample_driver=lambda agents: self._driver(module, factory_name, factory, agents=agents),
             memray_tracker=memray_tracker,
         )
         self._describe_population(outcome["report"], driver)
@@ -234,10 +239,17 @@ class Measurement:
         del agents, driver
         return self._released_run(run, watch.check(paths=False))
 
-    def _driver(self, module: Any, factory_name: str, factory: Any, *, seed: int | None = None) -> PopulationDriver:
+    def _driver(
+        self, module: Any, factory_name: str, factory: Any, *, seed: int | None = None, agents: int | None = None
+    ) -> PopulationDriver:
         """A driver that builds the population with this run's factory call (with
-        ``seed`` in place of the run's seed, for the factory and the observations)."""
-        spec = self.spec if seed is None else dataclasses.replace(self.spec, seed=seed)
+        ``seed`` in place of the run's seed, for the factory and the observations, and
+        ``agents`` in place of its population size)."""
+        spec = self.spec
+        if seed is not None:
+            spec = dataclasses.replace(spec, seed=seed)
+        if agents is not None:
+            spec = dataclasses.replace(spec, agents=agents)
         return PopulationDriver(
             lambda: call_factory(factory_name, factory, agents=spec.agents, seed=spec.seed, factory_args=spec.factory_args),
             stepping=Stepping.from_spec(spec),
@@ -251,13 +263,14 @@ class Measurement:
             entry["agent_id"] = label
         report["workload"].update(driver.mode(), factory_args=self.spec.factory_args)
 
-    def _apply_plan(self, agents: list[Any]) -> None:
+    def _apply_plan(self, agents: list[Any], *, note: bool = True) -> None:
         from fa_memtool.plan import PLAN_VERSION, Plan, PlanStep, apply_plan
         from fa_memtool.report import from_dict
 
         plan = Plan(fa_mem_plan=PLAN_VERSION, steps=[from_dict(PlanStep, step) for step in self.spec.plan])
         apply_plan(agents, plan)
-        self.notes.append(f"a plan of {len(plan.steps)} transformation(s) was applied right after building")
+        if note:
+            self.notes.append(f"a plan of {len(plan.steps)} transformation(s) was applied right after building")
 
     def _run_trials(self, module: Any, factory_name: str, factory: Any) -> dict[str, Any]:
         from fa_memtool.optimize import TrialSettings, run_trials
@@ -311,27 +324,17 @@ class Measurement:
         agents: list[Any],
         driver: PopulationDriver,
         on_sample: Callable[[int], None] | None,
-        traced_every: int,
     ) -> tuple[dict[str, Any], Failure | None]:
-        """Step the population; ``agents`` (the list the samples size) is brought up to
-        date with the driver's agent set right before each sample."""
+        """Step the population, untraced; ``agents`` (the list the samples size) is
+        brought up to date with the driver's agent set right before each sample."""
         spec = self.spec
-        traced_latencies: list[float] = []
-        untraced_latencies: list[float] = []
-        step_sites = tracking.StepSites()
-        newest_sites: dict[str, tuple[str, str]] = {}
+        latencies: list[float] = []
         stepping = 0.0
         failure: Failure | None = None
         perf = time.perf_counter
         completed = sampled = 0
         phase_started = perf()
         for step in range(spec.steps):
-            # Offset by half an interval: the first step pays one-off costs (first-touch
-            # page faults, lazy set-up) that would be mistaken for tracing overhead.
-            traced = self.tracing and (step % traced_every == traced_every // 2 or step == spec.steps - 1)
-            latencies = traced_latencies if traced else untraced_latencies
-            if traced:
-                tracemalloc.start(spec.trace_frames)
             loop_started = perf()
             reading = driver.read_seconds
             try:
@@ -341,8 +344,6 @@ class Measurement:
             # Reading the model's agent set is fa-mem's work, not the agents'.
             stepping += perf() - loop_started - (driver.read_seconds - reading)
             if failure is not None:
-                if traced:
-                    tracemalloc.stop()
                 if driver.agents():
                     self._bring_up_to_date(agents, driver)
                 else:
@@ -350,17 +351,6 @@ class Measurement:
                     completed = sampled
                 break
             completed = step + 1
-            if traced:
-                step_sites.add(tracking.take_snapshot())
-                if step == spec.steps - 1 or driver.finished:
-                    # Objects allocated by the last step still carry their traceback:
-                    # note, newest first, where each attribute's recent entries came from
-                    # (growing attributes are known only after the final sample).
-                    current = driver.agents()
-                    first = current[0]
-                    newest_sites = self._attribute_sites(first, {name for name, _ in agent_attributes(first)})
-                    self.newest_path_sites = tracking.path_sites(first, stop=frozenset(map(id, current)), newest=True)
-                tracemalloc.stop()  # before sampling: a walk under the tracer is 30x slower
             stopping = driver.finished and completed < spec.steps
             if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps or stopping):
                 self._bring_up_to_date(agents, driver)
@@ -378,13 +368,60 @@ class Measurement:
                 "completed": completed,
                 "stepping_seconds": stepping,
                 "wall_seconds": perf() - phase_started,
-                "traced": traced_latencies,
-                "untraced": untraced_latencies,
-                "step_sites": step_sites,
-                "newest_sites": newest_sites,
+                "traced": [],
+                "untraced": latencies,
             },
             failure,
         )
+
+    def _trace_sample(self, make_driver: Callable[[int], PopulationDriver], steps: int) -> SampleSites:
+        """Allocation sites from a small population traced with tracemalloc.
+
+        The measured population is built and stepped untraced: tracing every agent costs
+        up to a hundred times an untraced step for small agents. Instead SAMPLE_AGENTS
+        agents are built by the same factory call (same seed, so they are the first
+        agents of the population, with the same observations) and stepped for up to
+        SAMPLE_STEPS of the steps the population completed, all traced. The lines that
+        allocated each path of the first one, what building and each step allocated, and
+        where each container's newest entries came from, are read from it. Whatever it
+        raises is noted, never the profile's failure: the sites found so far are kept.
+        """
+        spec = self.spec
+        found = SampleSites(agents=min(spec.agents, SAMPLE_AGENTS))
+        tracemalloc.start(spec.trace_frames)
+        try:
+            before = tracking.take_snapshot()
+            driver = make_driver(found.agents)
+            agents = list(driver.build())
+            if spec.plan:
+                self._apply_plan(agents, note=False)
+            found.agents = len(agents)
+            found.construction = tracking.growth_between(before, tracking.take_snapshot(), limit=SITES_SHOWN)
+            del before
+            found.attribute_sites = self._attribute_sites(agents[0])
+            found.path_sites = tracking.path_sites(agents[0], stop=frozenset(map(id, agents)))
+            tracemalloc.stop()
+            traced = min(steps, SAMPLE_STEPS)
+            for step in range(traced):
+                tracemalloc.start(spec.trace_frames)
+                driver.step(step, latencies=found.latencies)
+                found.step_sites.add(tracking.take_snapshot())
+                if step == traced - 1 or driver.finished:
+                    # Objects allocated by the last step still carry their traceback:
+                    # note, newest first, where each attribute's recent entries came from.
+                    current = driver.agents()
+                    first = current[0]
+                    found.newest_attribute_sites = self._attribute_sites(first, {name for name, _ in agent_attributes(first)})
+                    found.newest_path_sites = tracking.path_sites(first, stop=frozenset(map(id, current)), newest=True)
+                tracemalloc.stop()
+                if driver.finished:
+                    break
+        except (Exception, SystemExit) as error:  # the user's code, in a population of its own
+            what = error.message if isinstance(error, FaMemError) else f"{type(error).__name__}: {error}"
+            self.notes.append(f"allocation sites: the traced sample of {found.agents} agent(s) stopped ({what}); sites found before are shown")
+        finally:
+            tracemalloc.stop()
+        return found
 
     def _bring_up_to_date(self, agents: list[Any], driver: PopulationDriver) -> None:
         agents[:] = driver.agents()
@@ -392,7 +429,7 @@ class Measurement:
 
     def _run_plain(self, agents: list[Any], driver: PopulationDriver, create_seconds: float) -> dict[str, Any]:
         build_phase = self.phases[-1]
-        stepped, failure = self._step_loop(agents, driver, None, traced_every=1)
+        stepped, failure = self._step_loop(agents, driver, None)
         steps_phase = self.record_phase("steps")
         if failure is not None:
             raise StepFailed(failure.message, detail=failure.traceback)
@@ -419,8 +456,7 @@ class Measurement:
         module_name: str,
         create_seconds: float,
         build_gc: GCMonitor,
-        construction_sites: list[Any],
-        attribute_sites: dict[str, tuple[str, str]],
+        sample_driver: Callable[[int], PopulationDriver],
         memray_tracker: Any,
     ) -> dict[str, Any]:
         spec = self.spec
@@ -473,17 +509,21 @@ class Measurement:
         self.progress.send("sample", step=0)
         sample(0)
         created_per_agent = samples[0].per_agent_bytes
-        # Tracing costs more than sampling: trace a handful of steps spread over the
-        # run (and the last one, so growing attributes can be traced to a line).
-        traced_every = max(1, spec.steps // TRACED_STEPS)
         with GCMonitor() as step_gc:
-            stepped, failure = self._step_loop(agents, driver, sample, traced_every)
+            stepped, failure = self._step_loop(agents, driver, sample)
         completed = stepped["completed"]
         if failure is not None and (not samples or samples[-1].step != completed):
             sample(completed, final=True)
         self.record_phase("steps")
         if memray_tracker is not None:
             memray_tracker.__exit__(None, None, None)
+        sites = SampleSites()
+        if self.tracing:
+            self.progress.send("phase", name=f"allocation sites ({min(spec.agents, SAMPLE_AGENTS)} agents traced)",
+                               rss_bytes=int(self.process.memory_info().rss))
+            sites = self._trace_sample(sample_driver, completed)
+        self.path_sites, self.newest_path_sites = sites.path_sites, sites.newest_path_sites
+        attribute_sites = sites.attribute_sites
 
         self.progress.send("analyse")
         final = latest[0]
@@ -501,7 +541,7 @@ class Measurement:
         name_deepest(growth)
         attach_path_sites(final.paths, growth.paths, built=self.path_sites, newest=self.newest_path_sites)
         growing = {item.name for item in growth.attributes}
-        growth_sites = {name: site for name, site in stepped["newest_sites"].items() if name in growing}
+        growth_sites = {name: site for name, site in sites.newest_attribute_sites.items() if name in growing}
         for item in growth.attributes:
             if item.name in growth_sites:
                 item.growth_site, item.growth_code = growth_sites[item.name]
@@ -532,9 +572,9 @@ class Measurement:
 
         stepping_seconds = stepped["stepping_seconds"]
         agent_steps = len(stepped["untraced"]) + len(stepped["traced"])
-        timing = timing_report(
-            stepped, sampling_seconds=sampling[0], create_seconds=create_seconds, agents=len(agents), tracing=self.tracing
-        )
+        timing = timing_report(stepped, sampling_seconds=sampling[0], create_seconds=create_seconds, agents=len(agents))
+        if sites.latencies:
+            timing.traced_step_ms_p50 = percentile(sites.latencies, 0.5) * 1000.0
         gc_report = GCReport(
             collections=step_gc.collections,
             pause_seconds=step_gc.pause_seconds,
@@ -546,9 +586,10 @@ class Measurement:
         allocations = Allocations(
             backend="tracemalloc" if self.tracing else (spec.backend if spec.backend == "memray" else "none"),
             frames=spec.trace_frames if self.tracing else 0,
-            construction=construction_sites,
-            steps=stepped["step_sites"].sites(limit=SITES_SHOWN) if self.tracing else [],
-            traced_steps=stepped["step_sites"].traced_steps,
+            construction=sites.construction,
+            steps=sites.step_sites.sites(limit=SITES_SHOWN, agents=sites.agents) if self.tracing else [],
+            traced_steps=sites.step_sites.traced_steps,
+            traced_agents=sites.agents if self.tracing else 0,
         )
         if memray_tracker is not None:
             capture = str(Path(spec.memray_output or "fa-mem-capture.bin").resolve())

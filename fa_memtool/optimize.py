@@ -31,7 +31,7 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -643,7 +643,7 @@ def optimize(
     *,
     settings: TrialSettings,
     limits: Any,
-    scaling: list[int] | None,
+    scaling: Sequence[int] | str | None,
     progress: Any = None,
 ) -> OptimizeResult:
     from fa_memtool.plugins import plugin_manager, select

@@ -62,11 +62,15 @@ class PhaseMemory:
 class ScalingPoint:
     agents: int
     rss_after_build: int
-    rss_after_steps: int
+    rss_after_steps: int | None  # None: a build-only run (source "build")
     uss_after_build: int | None
     uss_after_steps: int | None
     stepping_seconds: float
     create_seconds: float = 0.0
+    # "plain": its own process, built and stepped with nothing measured; "build": its own
+    # process, built only; "profile": the measuring process itself (RSS read before any
+    # sample and right after the steps)
+    source: str = "plain"
 
 
 @dataclass
@@ -77,6 +81,10 @@ class ScalingFit:
     fixed_bytes_after_steps: float
     per_agent_bytes_after_steps: float
     uss_per_agent_bytes: float | None
+    # "fit": a line over the points' RSS after the steps; "growth": the after-building
+    # slope plus the measuring process's RSS growth over the steps per agent (when only
+    # that process stepped), so fixed_bytes_after_steps is fixed_bytes
+    after_steps_from: str = "fit"
 
 
 @dataclass
@@ -181,6 +189,7 @@ class Allocations:
     construction: list[AllocationSite] = field(default_factory=list)
     steps: list[AllocationSite] = field(default_factory=list)
     traced_steps: int = 0
+    traced_agents: int = 0  # agents of the sample population traced (construction and steps are theirs)
     memray_capture: str | None = None
     memray_commands: list[str] = field(default_factory=list)
 

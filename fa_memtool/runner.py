@@ -335,23 +335,44 @@ def run_child(spec: RunSpec, *, limits: Limits, progress: ProgressCallback | Non
     return outcome
 
 
+AUTO_SCALING = "auto"  # the default: the measuring process at N, one build-only process at N/2
+Scaling = Sequence[int] | str | None  # sizes (each a plain process), AUTO_SCALING, or None (no fit)
+
+
+def _line(points: Sequence[ScalingPoint], values: Sequence[float]) -> tuple[float, float]:
+    """Least squares ``value = fixed + N x per_agent``: (fixed, per_agent)."""
+    sizes = [float(point.agents) for point in points]
+    mean_size = sum(sizes) / len(sizes)
+    mean_value = sum(values) / len(values)
+    spread = sum((size - mean_size) ** 2 for size in sizes)
+    per_agent = sum((size - mean_size) * (value - mean_value) for size, value in zip(sizes, values)) / spread
+    return mean_value - per_agent * mean_size, per_agent
+
+
 def fit_scaling(points: Sequence[ScalingPoint]) -> ScalingFit | None:
-    """Least squares ``memory = fixed + N x per_agent`` over the population sizes."""
+    """Least squares ``memory = fixed + N x per_agent`` over the population sizes.
+
+    After building, the line goes through every point. After the steps, it goes
+    through the points that stepped, when they cover two sizes; otherwise (the default:
+    only the measuring process stepped) the per-agent figure after the steps is the
+    after-building slope plus that process's RSS growth over the steps per agent.
+    """
     if len({point.agents for point in points}) < 2:
         return None
-
-    def line(values: list[float]) -> tuple[float, float]:
-        sizes = [float(point.agents) for point in points]
-        mean_size = sum(sizes) / len(sizes)
-        mean_value = sum(values) / len(values)
-        spread = sum((size - mean_size) ** 2 for size in sizes)
-        per_agent = sum((size - mean_size) * (value - mean_value) for size, value in zip(sizes, values)) / spread
-        return mean_value - per_agent * mean_size, per_agent
-
-    fixed, per_agent = line([float(point.rss_after_build) for point in points])
-    fixed_steps, per_agent_steps = line([float(point.rss_after_steps) for point in points])
+    fixed, per_agent = _line(points, [float(point.rss_after_build) for point in points])
     uss_values = [point.uss_after_build for point in points]
-    uss_per_agent = line([float(value) for value in uss_values])[1] if all(v is not None for v in uss_values) else None
+    uss_per_agent = _line(points, [float(value) for value in uss_values])[1] if all(v is not None for v in uss_values) else None
+    stepped = [point for point in points if point.rss_after_steps is not None]
+    if len({point.agents for point in stepped}) >= 2:
+        fixed_steps, per_agent_steps = _line(stepped, [float(point.rss_after_steps or 0) for point in stepped])
+        after_steps_from = "fit"
+    elif stepped:
+        point = stepped[-1]
+        fixed_steps = fixed
+        per_agent_steps = per_agent + ((point.rss_after_steps or 0) - point.rss_after_build) / point.agents
+        after_steps_from = "growth"
+    else:
+        return None
     return ScalingFit(
         points=list(points),
         fixed_bytes=fixed,
@@ -359,6 +380,7 @@ def fit_scaling(points: Sequence[ScalingPoint]) -> ScalingFit | None:
         fixed_bytes_after_steps=fixed_steps,
         per_agent_bytes_after_steps=per_agent_steps,
         uss_per_agent_bytes=uss_per_agent,
+        after_steps_from=after_steps_from,
     )
 
 
@@ -366,31 +388,69 @@ def default_scaling(agents: int) -> list[int]:
     return sorted({max(1, agents // 2), agents}) if agents > 1 else [1, 2]
 
 
+def _measured_point(report: Report) -> ScalingPoint | None:
+    """The measuring process as a point of the fit: its RSS right after building
+    (before the first sample) and right after the steps."""
+    phases = {phase.phase: phase for phase in report.process}
+    build, steps = phases.get("build"), phases.get("steps")
+    if build is None or steps is None:
+        return None
+    return ScalingPoint(
+        agents=report.population.agents,
+        rss_after_build=build.rss_bytes,
+        rss_after_steps=steps.rss_bytes,
+        uss_after_build=build.uss_bytes,
+        uss_after_steps=steps.uss_bytes,
+        stepping_seconds=report.timing.stepping_seconds,
+        create_seconds=report.timing.create_seconds,
+        source="profile",
+    )
+
+
 def profile(
     spec: RunSpec,
     *,
     limits: Limits,
-    scaling: Sequence[int] | None,
+    scaling: Scaling,
     progress: ProgressCallback | None = None,
 ) -> Report:
-    """The whole profile: the measuring child, then one plain child per population size.
+    """The whole profile: the measuring child, then the processes of the RSS fit.
+
+    ``scaling`` is AUTO_SCALING (the measuring process is the point at N and one
+    process at N/2 only builds, so the agents are stepped once in all), a list of
+    sizes (each a plain process that builds and steps), or None (no fit).
 
     Returns the report; a report whose ``error`` is set (a step raised) is still
     complete as far as it went, and the caller decides how to exit.
     """
     check_target(spec.target)
     if progress is not None:
-        progress({"event": "configuration", "name": f"profile, {spec.agents} agents"})
+        progress({"event": "configuration", "name": f"profile, {spec.agents} agent{'s' if spec.agents != 1 else ''}"})
     outcome = run_child(spec, limits=limits, progress=progress)
     report = from_dict(Report, outcome["report"])
     report.notes.append(f"peak RSS of the measuring process: {format_bytes(outcome['peak_rss_bytes'])}")
     if report.error is not None or not scaling:
         return report
     points: list[ScalingPoint] = []
-    for agents in scaling:
-        plain_spec = dataclasses.replace(spec, agents=agents, mode="plain", trace=False)
+    runs: list[tuple[int, bool]]  # (agents, build only)
+    # memray's buffers live in the measuring process: its RSS is then no point of the fit.
+    measured = _measured_point(report) if scaling == AUTO_SCALING and spec.backend == "tracemalloc" else None
+    if scaling == AUTO_SCALING:
+        sizes = default_scaling(spec.agents)
+        if measured is not None and measured.agents == spec.agents:
+            points.append(measured)
+            runs = [(agents, True) for agents in sizes if agents != spec.agents]
+        else:
+            runs = [(agents, False) for agents in sizes]
+    elif isinstance(scaling, str):
+        raise ValueError(f"unknown scaling {scaling!r}")
+    else:
+        runs = [(agents, False) for agents in scaling]
+    for agents, build_only in runs:
+        plain_spec = dataclasses.replace(spec, agents=agents, mode="plain", trace=False, steps=0 if build_only else spec.steps)
         if progress is not None:
-            progress({"event": "configuration", "name": f"scaling, {agents} agents"})
+            what = "built only" if build_only else "built and stepped"
+            progress({"event": "configuration", "name": f"scaling, {agents} agent{'s' if agents != 1 else ''}, {what}"})
         try:
             plain = run_child(plain_spec, limits=limits, progress=progress)["plain"]
         except StepFailed as failure:
@@ -399,10 +459,13 @@ def profile(
                                    traceback=failure.detail)
             report.notes.append("the RSS fit was skipped because a scaling run failed")
             return report
+        if build_only:
+            plain.update(rss_after_steps=None, uss_after_steps=None, source="build")
         points.append(ScalingPoint(**plain))
-        if agents == spec.agents:
+        if agents == spec.agents and not build_only:
             report.timing.plain_stepping_seconds = plain["stepping_seconds"]
             report.timing.plain_create_ms_per_agent = plain["create_seconds"] * 1000.0 / agents
+    points.sort(key=lambda point: point.agents)
     report.scaling = fit_scaling(points)
     if report.scaling is not None:
         report.population.marginal_rss_per_agent = report.scaling.per_agent_bytes

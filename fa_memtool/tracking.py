@@ -124,9 +124,10 @@ class StepSites:
             totals[0] += statistic.size
             totals[1] += statistic.count
 
-    def sites(self, *, limit: int) -> list[AllocationSite]:
-        """Bytes retained per traced step (all agents together), by user line."""
-        steps = max(self.traced_steps, 1)
+    def sites(self, *, limit: int, agents: int = 1) -> list[AllocationSite]:
+        """Bytes retained per traced step, by user line; per agent step with ``agents``
+        (the agents stepped in each traced step)."""
+        steps = max(self.traced_steps, 1) * max(agents, 1)
         return sites_from_statistics(
             ((traceback, size // steps, count // steps) for traceback, (size, count) in self._totals.items()),
             limit=limit,

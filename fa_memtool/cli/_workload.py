@@ -20,7 +20,7 @@ from fa_memtool.units import parse_size
 from fa_memtool.config import Config, parse_fraction
 from fa_memtool.errors import UsageError
 from fa_memtool.factory_args import command_line_value, factory_args_from_config, parse_factory_args
-from fa_memtool.runner import Limits, default_max_memory, default_scaling
+from fa_memtool.runner import AUTO_SCALING, Limits, Scaling, default_max_memory
 from fa_memtool.spec import RunSpec
 
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -79,7 +79,10 @@ ScalingOption = Annotated[
     str | None,
     typer.Option(
         "--scaling",
-        help="Population sizes for the fixed + N x per-agent RSS fit, e.g. 1,10,50, each in its own process; 'none' to skip.",
+        help=(
+            "Population sizes for the fixed + N x per-agent RSS fit, e.g. 1,10,50, each built and stepped in its own "
+            "process; 'auto': the measuring process at N and one build-only process at N/2; 'none' to skip."
+        ),
         show_default=False,
     ),
 ]
@@ -126,7 +129,7 @@ def _pick(flag: Any, config: Config, key: str, default: Any) -> Any:
 class Workload:
     spec: RunSpec
     limits: Limits
-    scaling: list[int] | None
+    scaling: Scaling
 
     def command(self, verb: str, *extra: str) -> str:
         """The command line that reruns this workload with another verb."""
@@ -167,10 +170,13 @@ def resolve_workload(
     scaling_text = _pick(flags.scaling, config, "scaling", None)
     if isinstance(scaling_text, list):
         scaling_text = ",".join(str(item) for item in scaling_text)
-    if scaling_text is not None:
+    scaling: Scaling
+    if scaling_text is not None and str(scaling_text).strip().lower() == AUTO_SCALING:
+        scaling = AUTO_SCALING
+    elif scaling_text is not None:
         scaling = int_list_option(str(scaling_text), "--scaling")
     else:
-        scaling = default_scaling(agents) if scaling_by_default else None
+        scaling = AUTO_SCALING if scaling_by_default else None
     timeout = float(_pick(flags.timeout, config, "timeout", DEFAULT_TIMEOUT_SECONDS))
     if not math.isfinite(timeout):
         raise UsageError(f"--timeout must be a finite number of seconds (got {timeout:g})")

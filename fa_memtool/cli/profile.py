@@ -96,7 +96,7 @@ def profile_command(
     Exclusive, shared and amortized bytes per agent and per attribute, growth per step,
     allocation sites, GC and step latency, with measured suggestions.
 
-    Flags override [tool.fa-mem] in pyproject.toml. [default scaling: N/2,N]
+    Flags override [tool.fa-mem] in pyproject.toml. [default scaling: auto]
 
     Exit codes: 0 ok; 2 usage or input error; 4 an agent raised while stepping (the partial
     report is still shown and written); 5 over --max-memory or --timeout; 130 interrupted.

@@ -77,11 +77,16 @@ def _summary(report: Report) -> Panel:
         grid.add_row("on accelerators", Text(on_devices + " distinct (not in host bytes or RSS)"))
     if population.marginal_rss_per_agent is not None and report.scaling is not None:
         points = report.scaling.points
-        sizes = ", ".join(str(point.agents) for point in points)
-        spread = max(point.rss_after_steps for point in points) - min(point.rss_after_steps for point in points)
+        labels = {"build": " built only", "profile": " this run"}
+        sizes = ", ".join(f"{point.agents}{labels.get(point.source, '')}" for point in points)
+        spread = max(point.rss_after_build for point in points) - min(point.rss_after_build for point in points)
+        after_steps = format_bytes(population.marginal_rss_per_agent_after_steps or 0)
+        if report.scaling.after_steps_from == "growth":
+            after_steps += " after the steps (at most: plus this run's RSS growth per agent)"
+        else:
+            after_steps += " after the steps"
         text = (
-            f"{format_bytes(population.marginal_rss_per_agent)} per agent after building, "
-            f"{format_bytes(population.marginal_rss_per_agent_after_steps or 0)} after the steps; "
+            f"{format_bytes(population.marginal_rss_per_agent)} per agent after building, {after_steps}; "
             f"fixed {format_bytes(population.fixed_rss_bytes or 0)} (fit over N = {sizes})"
         )
         if spread < RSS_RESOLUTION:
@@ -99,7 +104,7 @@ def _summary(report: Report) -> Panel:
     timing = report.timing
     build = _target(timing.create_ms_per_agent, timing.target_create_ms_per_agent).append(" per agent")
     if timing.plain_create_ms_per_agent is not None:
-        build.append(f" ({_ms(timing.plain_create_ms_per_agent)} without tracing)")
+        build.append(f" ({_ms(timing.plain_create_ms_per_agent)} in the plain scaling run)")
     grid.add_row("build", build)
     step = _target(timing.step_ms_p50, timing.target_step_ms)
     step.append(f"  p95 {_ms(timing.step_ms_p95)} per agent step")
@@ -116,11 +121,12 @@ def _summary(report: Report) -> Panel:
         ),
     )
     if timing.profiling_overhead_fraction is None:
-        overhead = "not estimated (every step was traced; run more steps)"
+        overhead = "not measured (no step completed)"
     else:
-        overhead = f"{timing.profiling_overhead_fraction:.1%} added to the stepping phase by sampling and tracing"
-    if timing.plain_stepping_seconds:
-        overhead += f" (stepping {timing.stepping_seconds:.2f} s profiled vs {timing.plain_stepping_seconds:.2f} s plain)"
+        overhead = (
+            f"{timing.profiling_overhead_fraction:.1%} added to the stepping phase by sampling "
+            f"(stepping phase {timing.stepping_wall_seconds:.2f} s, inside the steps {timing.stepping_seconds:.2f} s)"
+        )
     grid.add_row("profiling cost", overhead)
     title = f"fa-mem profile: {workload.target}  ({population.agents} agents x {workload.steps} steps, seed {workload.seed})"
     return Panel(grid, title=Text(title), title_align="left", border_style="red" if report.error else "cyan")
@@ -286,9 +292,15 @@ def _sites(report: Report) -> Table | None:
     table.add_column("site")
     table.add_column("bytes", justify="right")
     table.add_column("code")
+    sample = allocations.traced_agents
+    build_label = f"build ({sample} agent{'s' if sample != 1 else ''} traced)" if sample else "build"
     for site in allocations.construction[:5]:
-        table.add_row("build", Text(_short_site(site.site)), format_bytes(site.bytes), Text(site.code))
-    label = f"per step ({allocations.traced_steps} traced)"
+        table.add_row(build_label, Text(_short_site(site.site)), format_bytes(site.bytes), Text(site.code))
+        build_label = ""
+    if sample:
+        label = f"per agent step ({sample} x {allocations.traced_steps} traced)"
+    else:
+        label = f"per step ({allocations.traced_steps} traced)"
     for site in allocations.steps[:5]:
         table.add_row(label, Text(_short_site(site.site)), format_bytes(site.bytes), Text(site.code))
         label = ""

@@ -325,7 +325,8 @@ def test_scaling_fits_the_marginal_rss_per_agent(tmp_path: Path) -> None:
     _, report, _ = profile_json(tmp_path, "resident.py", "-n", 3, "--steps", 5, "--scaling", "1,3")
     scaling = report["scaling"]
     assert scaling is not None
-    assert [point["agents"] for point in scaling["points"]] == [1, 3]
+    assert [(point["agents"], point["source"]) for point in scaling["points"]] == [(1, "plain"), (3, "plain")]
+    assert scaling["after_steps_from"] == "fit"
     population = report["population"]
     per_agent = RESIDENT_LENGTH * 8  # every page of each agent's array is written
     assert population["marginal_rss_per_agent"] == pytest.approx(per_agent, rel=0.2)
@@ -334,6 +335,118 @@ def test_scaling_fits_the_marginal_rss_per_agent(tmp_path: Path) -> None:
     assert population["fixed_rss_bytes"] is not None and population["fixed_rss_bytes"] > 0
     assert report["timing"]["plain_stepping_seconds"] is not None
     assert report["timing"]["plain_stepping_seconds"] >= 0
+
+
+GROWING_RESIDENT_SOURCE = f"""
+    import numpy as np
+
+
+    class Agent:
+        def __init__(self, index):
+            self.state = np.full({RESIDENT_LENGTH}, float(index + 1))
+            self.history = []
+
+        def step(self, observation):
+            self.history.append(np.full({RESIDENT_LENGTH // 4}, float(observation)))  # 1 MB written per step
+            return 0
+
+
+    def create_agents(n, seed):
+        return [Agent(index) for index in range(n)]
+"""
+
+
+def test_default_scaling_steps_the_population_once(tmp_path: Path) -> None:
+    # By default the measuring process is the fit's point at N and a process at N/2
+    # only builds: the agents are stepped once, and the growth over the steps comes
+    # from the measuring process.
+    write_module(tmp_path, "growing", GROWING_RESIDENT_SOURCE)
+    steps = 3
+    _, report, _ = profile_json(tmp_path, "growing.py", "-n", 4, "--steps", steps, "--no-trace")
+    scaling = report["scaling"]
+    assert scaling is not None
+    assert [(point["agents"], point["source"]) for point in scaling["points"]] == [(2, "build"), (4, "profile")]
+    assert scaling["points"][0]["rss_after_steps"] is None
+    assert scaling["after_steps_from"] == "growth"
+    built = RESIDENT_LENGTH * 8
+    grown = steps * (RESIDENT_LENGTH // 4) * 8
+    population = report["population"]
+    assert population["marginal_rss_per_agent"] == pytest.approx(built, rel=0.2)
+    assert population["marginal_rss_per_agent_after_steps"] == pytest.approx(built + grown, rel=0.2)
+    assert scaling["fixed_bytes_after_steps"] == scaling["fixed_bytes"]
+    # No plain process ran N agents: no plain timing.
+    assert report["timing"]["plain_stepping_seconds"] is None
+    assert report["timing"]["plain_create_ms_per_agent"] is None
+
+
+# -- allocation sites from a traced sample ------------------------------------------------
+
+SITES_WEIGHTS = 5000
+SITES_RECORD = 1000
+SITES_SOURCE = f"""
+    import numpy as np
+
+
+    class Agent:
+        def __init__(self, index):
+            self.weights = np.ones({SITES_WEIGHTS})
+            self.history = []
+
+        def step(self, observation):
+            self.history.append(np.zeros({SITES_RECORD}))
+            return 0
+
+
+    def create_agents(n, seed):
+        return [Agent(index) for index in range(n)]
+"""
+
+
+def _site_with(sites: list[dict[str, Any]], code: str) -> dict[str, Any]:
+    for site in sites:
+        if code in site["code"]:
+            return site
+    raise AssertionError(f"no site with {code!r} in {[site['code'] for site in sites]}")
+
+
+def test_allocation_sites_come_from_a_traced_sample_of_two_agents(tmp_path: Path) -> None:
+    write_module(tmp_path, "sited", SITES_SOURCE)
+    steps = 10
+    _, report, _ = profile_json(tmp_path, "sited.py", "-n", 6, "--steps", steps, *FAST)
+    allocations = report["allocations"]
+    assert allocations["backend"] == "tracemalloc"
+    assert allocations["traced_agents"] == 2 and allocations["traced_steps"] == 4
+    # Building the sample: two agents' weights (buffer and array object), not six.
+    built = _site_with(allocations["construction"], f"np.ones({SITES_WEIGHTS})")
+    assert built["bytes"] == pytest.approx(2 * sys.getsizeof(np.ones(SITES_WEIGHTS)), rel=0.01)
+    # Each traced step keeps one record per agent: the table is per agent step.
+    record = _site_with(allocations["steps"], f"np.zeros({SITES_RECORD})")
+    assert record["bytes"] == pytest.approx(sys.getsizeof(np.zeros(SITES_RECORD)), rel=0.05)
+    # The sample's first agent names the lines of the population's paths and growth.
+    weights = next(node for node in report["paths"] if node["path"] == "weights")
+    lines = (tmp_path / "sited.py").read_text().splitlines()
+    weights_line = next(number for number, line in enumerate(lines, 1) if f"np.ones({SITES_WEIGHTS})" in line)
+    assert weights["allocation_site"].endswith(f"sited.py:{weights_line}")
+    history = growth_of(report, "history")
+    assert f"np.zeros({SITES_RECORD})" in history["growth_code"]
+    # The measured population itself was never traced.
+    assert report["timing"]["traced_step_ms_p50"] is not None
+    assert len(report["agents"]) == 6
+
+
+def test_a_traced_sample_that_fails_leaves_the_profile_whole(tmp_path: Path) -> None:
+    # A factory that refuses to run twice in one process: the sample cannot be built.
+    source = SITES_SOURCE.replace(
+        "    def create_agents(n, seed):\n",
+        "    CALLS = []\n\n\n    def create_agents(n, seed):\n        CALLS.append(n)\n"
+        "        if len(CALLS) > 1:\n            raise RuntimeError('built once per process')\n",
+    )
+    write_module(tmp_path, "once", source)
+    result, report, _ = profile_json(tmp_path, "once.py", "-n", 3, "--steps", 5, *FAST)
+    assert report["complete"] is True and report["error"] is None
+    assert any("allocation sites: the traced sample" in note and "built once per process" in note for note in report["notes"])
+    assert report["allocations"]["construction"] == [] and report["allocations"]["steps"] == []
+    assert len(report["agents"]) == 3 and report["population"]["measured_after_steps"] == 5
 
 
 # -- shared_world.py: shared parameters and a world that lists every agent -------------------
