@@ -159,18 +159,24 @@ class AgentHoldings:
     def aliases(self, value: Any) -> list[str]:
         return [edge.path for edge in self._edges.get(id(value), ())]
 
-    def keeping_alive(self, value: Any, *, replaced: Iterable[Any] = ()) -> list[str]:
+    def keeping_alive(self, value: Any, *, replaced: Iterable[Any] = (), replaced_ids: set[int] | None = None) -> list[str]:
         """Paths through which ``value`` (or its buffer) stays reachable inside the agent
         even when it is replaced everywhere it can be: a set or frozenset holding it, a
         tuple that cannot be rebuilt, a view of its buffer (or the owner of the buffer
-        it views) that is not replaced too. Empty when replacing frees it."""
-        replacing = {id(item) for item in replaced} | {id(value)}
+        it views) that is not replaced too. Empty when replacing frees it. The objects
+        replaced with it are ``replaced``, or their ids ``replaced_ids`` (one set for
+        many calls)."""
+        replacing = {id(item) for item in replaced} if replaced_ids is None else replaced_ids
         found = self._unreplaceable(value, set())
         owner = _buffer_owner(value)
         if owner is not None:
             if owner is not value and id(owner) not in replacing and id(owner) in self._edges:
                 found.extend(self.aliases(owner)[:1])
-            found.extend(held.path for held in self._views.get(id(owner), ()) if id(held.value) not in replacing)
+            found.extend(
+                held.path
+                for held in self._views.get(id(owner), ())
+                if id(held.value) not in replacing and held.value is not value
+            )
         return found
 
     def _unreplaceable(self, value: Any, visiting: set[int]) -> list[str]:

@@ -55,15 +55,16 @@ def plain_arrays(members: Members, *, kinds: str = "biufc") -> list[Any] | None:
 def freed_values(members: Members, values: list[Any]) -> tuple[list[Any], list[str]]:
     """Which of ``values`` replacing at this path (and at every alias) really frees, and
     the paths that keep the others alive (a frozenset holding one, a view of its buffer)."""
-    replaced_by_agent: dict[int, list[Any]] = {}
+    replaced_by_agent: dict[int, set[int]] = {}
+    holders: dict[int, list[Any]] = {}  # id(value) -> the holdings of every agent that holds it here
     for holdings, held in members:
-        replaced_by_agent.setdefault(holdings.index, []).append(held.value)
+        replaced_by_agent.setdefault(holdings.index, set()).add(id(held.value))
+        holders.setdefault(id(held.value), []).append(holdings)
     free, alive = [], []
     for value in values:
         keeping = []
-        for holdings, held in members:
-            if held.value is value:
-                keeping.extend(holdings.keeping_alive(value, replaced=replaced_by_agent[holdings.index]))
+        for holdings in holders.get(id(value), ()):
+            keeping.extend(holdings.keeping_alive(value, replaced_ids=replaced_by_agent[holdings.index]))
         if keeping:
             alive.extend(keeping)
         else:

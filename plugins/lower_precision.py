@@ -44,6 +44,30 @@ def _largest_change(array: Any, lowered: Any) -> float:
     return float(numpy.max(numpy.abs(lowered[finite].astype(numpy.float64) - array[finite])))
 
 
+BATCH_BYTES = 4 * 1024 * 1024  # small arrays are checked together, up to this many bytes at a time
+
+
+def _batches(arrays: list[Any]) -> Any:
+    """The arrays to check, small ones joined into one flat array per BATCH_BYTES: one
+    round trip over thousands of history entries instead of one per entry (a value
+    survives or not whatever array it sits in, so the verdict is the same)."""
+    import numpy
+
+    pending: list[Any] = []
+    size = 0
+    for array in arrays:
+        if array.nbytes >= BATCH_BYTES:
+            yield array
+            continue
+        pending.append(array.ravel())
+        size += int(array.nbytes)
+        if size >= BATCH_BYTES:
+            yield numpy.concatenate(pending)
+            pending, size = [], 0
+    if pending:
+        yield numpy.concatenate(pending) if len(pending) > 1 else pending[0]
+
+
 @hookimpl
 def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidate]:
     import numpy
@@ -63,11 +87,11 @@ def fa_mem_analyse(agents: list[Any], context: AnalysisContext) -> list[Candidat
         if sum(int(array.nbytes) for array in arrays) < MIN_ARRAY_BYTES:
             continue
         worst = 0.0
-        for array in arrays:
-            lowered = lower_precision(array, rtol=context.rtol, atol=context.atol)
+        for batch in _batches(arrays):
+            lowered = lower_precision(batch, rtol=context.rtol, atol=context.atol)
             if lowered is None:
                 break
-            worst = max(worst, _largest_change(array, lowered))
+            worst = max(worst, _largest_change(batch, lowered))
         else:
             free, alive = freed_values(members, arrays)
             total = sum(int(array.nbytes) for array in free)
