@@ -85,6 +85,7 @@ from fa_memtool.workload import call_factory, find_factory, find_observe, load_m
 
 SITES_SHOWN = 10
 TREE_SAMPLES = 6  # samples (first and last included) that build the tree of paths
+SAMPLING_BUDGET = 0.05  # by default, samples beyond the tree's are skipped while sampling costs more than this share of step time
 SAMPLE_AGENTS = 2  # agents of the small population traced for allocation sites
 SAMPLE_STEPS = 4  # steps of it traced (at most the steps the population completed)
 
@@ -323,7 +324,7 @@ class Measurement:
         self,
         agents: list[Any],
         driver: PopulationDriver,
-        on_sample: Callable[[int], None] | None,
+        on_sample: Callable[[int, float], bool] | None,
     ) -> tuple[dict[str, Any], Failure | None]:
         """Step the population, untraced; ``agents`` (the list the samples size) is
         brought up to date with the driver's agent set right before each sample."""
@@ -354,8 +355,8 @@ class Measurement:
             stopping = driver.finished and completed < spec.steps
             if on_sample is not None and (completed % spec.sampling_interval == 0 or completed == spec.steps or stopping):
                 self._bring_up_to_date(agents, driver)
-                on_sample(completed)
-                sampled = completed
+                if on_sample(completed, stepping):
+                    sampled = completed
             self.progress.send("steps", force=completed == spec.steps or stopping, done=completed, total=spec.steps)
             if stopping:
                 self.notes.append(
@@ -466,13 +467,19 @@ class Measurement:
         latest: list[PopulationSize] = []
 
         tree_steps = _tree_sample_steps(spec.steps, spec.sampling_interval)
+        budgeted = spec.sample_every == 0  # --sample-every K samples every K steps, whatever it costs
         tree_samples: list[TimelineSample] = []
         path_series: dict[str, list[float]] = defaultdict(list)
 
-        def sample(step: int, *, final: bool = False) -> None:
-            started = time.perf_counter()
+        skipped = [0]
+
+        def sample(step: int, stepping: float = 0.0, *, final: bool = False) -> bool:
             final = final or step == spec.steps
             with_tree = final or step in tree_steps
+            if budgeted and not with_tree and sampling[0] > SAMPLING_BUDGET * stepping:
+                skipped[0] += 1  # over budget: only the samples of the tree of paths are taken
+                return False
+            started = time.perf_counter()
             # measure_population pauses the collector: its walk never triggers a
             # collection that would be counted as the agents' GC cost.
             # Zero fractions of the tree's arrays are counted later (fill_zero_fractions):
@@ -505,6 +512,7 @@ class Measurement:
                 tree_samples.append(samples[-1])
             latest[:] = [sized]
             sampling[0] += time.perf_counter() - started
+            return True
 
         self.progress.send("sample", step=0)
         sample(0)
@@ -517,6 +525,12 @@ class Measurement:
         self.record_phase("steps")
         if memray_tracker is not None:
             memray_tracker.__exit__(None, None, None)
+        if skipped[0]:
+            self.notes.append(
+                f"sampling was held to {SAMPLING_BUDGET:.0%} of the time inside the steps: {len(samples)} samples taken, "
+                f"{skipped[0]} skipped (the {len(tree_steps)} that build the tree of paths are always taken); "
+                "--sample-every K samples every K steps whatever it costs"
+            )
         sites = SampleSites()
         if self.tracing:
             self.progress.send("phase", name=f"allocation sites ({min(spec.agents, SAMPLE_AGENTS)} agents traced)",

@@ -379,6 +379,41 @@ def test_default_scaling_steps_the_population_once(tmp_path: Path) -> None:
     assert report["timing"]["plain_create_ms_per_agent"] is None
 
 
+# -- the sampling budget ---------------------------------------------------------------------
+
+CHEAP_STEPS_SOURCE = """
+    class Agent:
+        def __init__(self, index):
+            self.items = [[index, i] for i in range(3000)]  # thousands of objects to size
+
+        def step(self, observation):
+            return 0  # next to nothing: sampling dwarfs stepping
+
+
+    def create_agents(n, seed):
+        return [Agent(index) for index in range(n)]
+"""
+
+
+def test_sampling_is_held_to_a_share_of_step_time_unless_asked(tmp_path: Path) -> None:
+    write_module(tmp_path, "cheap", CHEAP_STEPS_SOURCE)
+    steps = 40
+    _, report, _ = profile_json(tmp_path, "cheap.py", "-n", 4, "--steps", steps, "--no-trace", *FAST)
+    samples = [sample["step"] for sample in report["growth"]["samples"]]
+    # About twenty samples were planned (every 2 steps); the six that build the tree of
+    # paths are always taken, the first and the last among them.
+    assert samples[0] == 0 and samples[-1] == steps
+    assert 6 <= len(samples) < steps // 2 + 1
+    assert any("sampling was held to 5%" in note for note in report["notes"])
+    timing = report["timing"]
+    assert timing["sampling_seconds"] > 0
+    # --sample-every K is a request: every K steps, whatever it costs.
+    _, every, _ = profile_json(tmp_path, "cheap.py", "-n", 4, "--steps", steps, "--no-trace", "--sample-every", 2, *FAST,
+                               name="every.json")
+    assert [sample["step"] for sample in every["growth"]["samples"]] == list(range(0, steps + 1, 2))
+    assert not any("sampling was held" in note for note in every["notes"])
+
+
 # -- allocation sites from a traced sample ------------------------------------------------
 
 SITES_WEIGHTS = 5000
