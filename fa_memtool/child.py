@@ -185,7 +185,7 @@ class Measurement:
         self.measured_labels = driver.labels()
 
         if spec.mode == "plain":
-            return self._run_plain(agents, driver, create_seconds)
+            return self._run_plain(agents, driver, create_seconds, memray_tracker)
         # The model is the program's, like the module's globals: what it holds is shared,
         # never one agent's, and the walk stops at its agents as at every agent.
         globals_ = program_globals(module)
@@ -199,7 +199,6 @@ class Measurement:
             create_seconds=create_seconds,
             build_gc=build_gc,
             sample_driver=lambda agents: self._driver(module, factory_name, factory, agents=agents),
-            memray_tracker=memray_tracker,
         )
         self._describe_population(outcome["report"], driver)
         if spec.check_release:
@@ -294,7 +293,9 @@ class Measurement:
         )
 
     def _start_memray(self) -> Any:
-        if self.spec.backend != "memray" or self.spec.mode != "profile":
+        """The memray capture of a plain run (``--backend memray``): the build and the
+        steps with nothing of fa-mem's own sizing or analysis in it."""
+        if self.spec.backend != "memray" or self.spec.mode != "plain":
             return None
         import memray
 
@@ -391,22 +392,25 @@ class Measurement:
         found = SampleSites(agents=min(spec.agents, SAMPLE_AGENTS))
         tracemalloc.start(spec.trace_frames)
         try:
-            before = tracking.take_snapshot()
             driver = make_driver(found.agents)
             agents = list(driver.build())
             if spec.plan:
                 self._apply_plan(agents, note=False)
             found.agents = len(agents)
-            found.construction = tracking.growth_between(before, tracking.take_snapshot(), limit=SITES_SHOWN)
-            del before
+            # Tracing started right before the factory call: what it holds now is what
+            # building allocated and kept. Snapshots are read once tracing stopped (reading
+            # one under the tracer costs many times more).
+            built = tracking.take_snapshot()
             found.attribute_sites = self._attribute_sites(agents[0])
             found.path_sites = tracking.path_sites(agents[0], stop=frozenset(map(id, agents)))
             tracemalloc.stop()
+            found.construction = tracking.snapshot_sites(built, limit=SITES_SHOWN)
+            del built
             traced = min(steps, SAMPLE_STEPS)
             for step in range(traced):
                 tracemalloc.start(spec.trace_frames)
                 driver.step(step, latencies=found.latencies)
-                found.step_sites.add(tracking.take_snapshot())
+                snapshot = tracking.take_snapshot()
                 if step == traced - 1 or driver.finished:
                     # Objects allocated by the last step still carry their traceback:
                     # note, newest first, where each attribute's recent entries came from.
@@ -415,6 +419,8 @@ class Measurement:
                     found.newest_attribute_sites = self._attribute_sites(first, {name for name, _ in agent_attributes(first)})
                     found.newest_path_sites = tracking.path_sites(first, stop=frozenset(map(id, current)), newest=True)
                 tracemalloc.stop()
+                found.step_sites.add(snapshot)
+                del snapshot
                 if driver.finished:
                     break
         except (Exception, SystemExit) as error:  # the user's code, in a population of its own
@@ -428,9 +434,11 @@ class Measurement:
         agents[:] = driver.agents()
         self.measured_labels = driver.labels()
 
-    def _run_plain(self, agents: list[Any], driver: PopulationDriver, create_seconds: float) -> dict[str, Any]:
+    def _run_plain(self, agents: list[Any], driver: PopulationDriver, create_seconds: float, memray_tracker: Any) -> dict[str, Any]:
         build_phase = self.phases[-1]
         stepped, failure = self._step_loop(agents, driver, None)
+        if memray_tracker is not None:
+            memray_tracker.__exit__(None, None, None)
         steps_phase = self.record_phase("steps")
         if failure is not None:
             raise StepFailed(failure.message, detail=failure.traceback)
@@ -458,7 +466,6 @@ class Measurement:
         create_seconds: float,
         build_gc: GCMonitor,
         sample_driver: Callable[[int], PopulationDriver],
-        memray_tracker: Any,
     ) -> dict[str, Any]:
         spec = self.spec
         samples: list[TimelineSample] = []
@@ -523,8 +530,6 @@ class Measurement:
         if failure is not None and (not samples or samples[-1].step != completed):
             sample(completed, final=True)
         self.record_phase("steps")
-        if memray_tracker is not None:
-            memray_tracker.__exit__(None, None, None)
         if skipped[0]:
             self.notes.append(
                 f"sampling was held to {SAMPLING_BUDGET:.0%} of the time inside the steps: {len(samples)} samples taken, "
@@ -605,10 +610,6 @@ class Measurement:
             traced_steps=sites.step_sites.traced_steps,
             traced_agents=sites.agents if self.tracing else 0,
         )
-        if memray_tracker is not None:
-            capture = str(Path(spec.memray_output or "fa-mem-capture.bin").resolve())
-            allocations.memray_capture = capture
-            allocations.memray_commands = [f"memray flamegraph {capture}", f"memray summary {capture}"]
         population = Population(
             agents=len(agents),
             measured_after_steps=completed,

@@ -388,6 +388,10 @@ def default_scaling(agents: int) -> list[int]:
     return sorted({max(1, agents // 2), agents}) if agents > 1 else [1, 2]
 
 
+def _agents(count: int) -> str:
+    return f"{count} agent{'' if count == 1 else 's'}"
+
+
 def _measured_point(report: Report) -> ScalingPoint | None:
     """The measuring process as a point of the fit: its RSS right after building
     (before the first sample) and right after the steps."""
@@ -424,33 +428,57 @@ def profile(
     complete as far as it went, and the caller decides how to exit.
     """
     check_target(spec.target)
-    if progress is not None:
-        progress({"event": "configuration", "name": f"profile, {spec.agents} agent{'s' if spec.agents != 1 else ''}"})
-    outcome = run_child(spec, limits=limits, progress=progress)
-    report = from_dict(Report, outcome["report"])
-    report.notes.append(f"peak RSS of the measuring process: {format_bytes(outcome['peak_rss_bytes'])}")
-    if report.error is not None or not scaling:
-        return report
-    points: list[ScalingPoint] = []
-    runs: list[tuple[int, bool]]  # (agents, build only)
     # memray's buffers live in the measuring process: its RSS is then no point of the fit.
-    measured = _measured_point(report) if scaling == AUTO_SCALING and spec.backend == "tracemalloc" else None
+    reuse = scaling == AUTO_SCALING and spec.backend == "tracemalloc"
+    runs: list[tuple[int, bool]]  # the scaling processes: (agents, build only)
     if scaling == AUTO_SCALING:
         sizes = default_scaling(spec.agents)
-        if measured is not None and measured.agents == spec.agents:
-            points.append(measured)
-            runs = [(agents, True) for agents in sizes if agents != spec.agents]
-        else:
-            runs = [(agents, False) for agents in sizes]
+        runs = [(agents, True) for agents in sizes if agents != spec.agents] if reuse else [(agents, False) for agents in sizes]
     elif isinstance(scaling, str):
         raise ValueError(f"unknown scaling {scaling!r}")
     else:
-        runs = [(agents, False) for agents in scaling]
-    for agents, build_only in runs:
-        plain_spec = dataclasses.replace(spec, agents=agents, mode="plain", trace=False, steps=0 if build_only else spec.steps)
+        runs = [(agents, False) for agents in scaling or ()]
+    capture = spec.backend == "memray"  # a process of its own: nothing of fa-mem's sizing in it
+    processes = 1 + capture + len(runs)
+
+    def announce(number: int, name: str) -> None:
         if progress is not None:
-            what = "built only" if build_only else "built and stepped"
-            progress({"event": "configuration", "name": f"scaling, {agents} agent{'s' if agents != 1 else ''}, {what}"})
+            counted = f"process {number} of {processes}: " if processes > 1 else ""
+            progress({"event": "configuration", "name": f"{counted}{name}"})
+
+    announce(1, f"profile, {_agents(spec.agents)}")
+    outcome = run_child(spec, limits=limits, progress=progress)
+    report = from_dict(Report, outcome["report"])
+    report.notes.append(f"peak RSS of the measuring process: {format_bytes(outcome['peak_rss_bytes'])}")
+    if report.error is not None:
+        return report
+    if capture:
+        announce(2, f"memray capture, {_agents(spec.agents)}")
+        try:
+            run_child(dataclasses.replace(spec, mode="plain", trace=False), limits=limits, progress=progress)
+        except StepFailed as failure:
+            report.error = Failure(kind="scaling", message=f"in the memray capture run, {failure.message}", traceback=failure.detail)
+            return report
+        destination = str(Path(spec.working_directory, spec.memray_output or "fa-mem-capture.bin").resolve())
+        report.allocations.memray_capture = destination
+        report.allocations.memray_commands = [f"memray flamegraph {destination}", f"memray summary {destination}"]
+    if not scaling:
+        return report
+    points: list[ScalingPoint] = []
+    measured = _measured_point(report) if reuse else None
+    if reuse:
+        if measured is None or measured.agents != spec.agents:
+            # No phases to read, or not the N agents asked for (a factory that returned
+            # another number, a model whose agent set changed): plain processes for every size.
+            runs = [(agents, False) for agents in default_scaling(spec.agents)]
+            processes = 1 + capture + len(runs)
+        else:
+            points.append(measured)
+    for number, (agents, build_only) in enumerate(runs, start=2 + capture):
+        plain_spec = dataclasses.replace(
+            spec, agents=agents, mode="plain", trace=False, backend="tracemalloc", steps=0 if build_only else spec.steps
+        )
+        announce(number, f"scaling, {_agents(agents)}, {'built only' if build_only else 'built and stepped'}")
         try:
             plain = run_child(plain_spec, limits=limits, progress=progress)["plain"]
         except StepFailed as failure:

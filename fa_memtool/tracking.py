@@ -8,6 +8,7 @@ internals. Frames inside fa-mem itself are never a site.
 
 from __future__ import annotations
 
+import functools
 import linecache
 import sysconfig
 import tracemalloc
@@ -32,6 +33,7 @@ def _library_directories() -> tuple[str, ...]:
 _LIBRARY_DIRS = _library_directories()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_user_file(filename: str) -> bool:
     if filename.startswith("<"):
         return False
@@ -68,70 +70,89 @@ def _function_name(filename: str, lineno: int) -> str:
     return "<module>"
 
 
-def sites_from_statistics(
-    statistics: Iterable[tuple[tracemalloc.Traceback, int, int]], *, limit: int
-) -> list[AllocationSite]:
-    """Group ``(traceback, bytes, count)`` by user frame, largest first."""
-    grouped: dict[tuple[str, int], list[int]] = {}
-    for traceback, size, count in statistics:
-        if size <= 0:
-            continue
-        frame = user_frame(traceback)
-        key = (frame.filename, frame.lineno) if frame is not None else (NO_USER_FRAME, 0)
-        totals = grouped.setdefault(key, [0, 0])
-        totals[0] += size
-        totals[1] += max(count, 0)
-    ranked = sorted(grouped.items(), key=lambda item: item[1][0], reverse=True)[:limit]
+def _ranked(grouped: dict[tuple[str, int], list[int]], *, limit: int, divide: int = 1) -> list[AllocationSite]:
+    """AllocationSites from ``{(file, line): [bytes, count]}``, largest first."""
+    ranked = sorted(grouped.items(), key=lambda item: item[1][0], reverse=True)
     sites = []
     for (filename, lineno), (size, count) in ranked:
+        size, count = size // divide, count // divide
+        if size <= 0:
+            continue
+        if len(sites) == limit:
+            break
         if filename == NO_USER_FRAME:
             sites.append(AllocationSite(site=filename, function="", code="raise --trace-frames to see the caller", bytes=size, count=count))
             continue
-        site = f"{filename}:{lineno}"
         code = linecache.getline(filename, lineno).strip()
-        sites.append(AllocationSite(site=site, function=_function_name(filename, lineno), code=code, bytes=size, count=count))
+        sites.append(AllocationSite(site=f"{filename}:{lineno}", function=_function_name(filename, lineno), code=code, bytes=size, count=count))
     return sites
 
 
-def _own_filters() -> list[tracemalloc.Filter]:
-    return [
-        tracemalloc.Filter(False, tracemalloc.__file__),
-        tracemalloc.Filter(False, f"{_FA_MEM_DIR}/*"),
-    ]
+_OWN_FILES = (tracemalloc.__file__, _FA_MEM_DIR + "/")
+
+
+class _Grouper:
+    """Groups tracemalloc traces by the most recent frame in user code, in one pass.
+
+    A trace whose most recent frame is fa-mem's or tracemalloc's own is left out (what
+    ``Snapshot.filter_traces`` with exclude filters would drop, without building a
+    filtered snapshot first); whether a file is the user's is decided once per file.
+    """
+
+    def __init__(self) -> None:
+        self._user: dict[str, bool] = {}
+
+    def _is_user(self, filename: str) -> bool:
+        known = self._user.get(filename)
+        if known is None:
+            known = self._user[filename] = is_user_file(filename)
+        return known
+
+    def add(self, snapshot: tracemalloc.Snapshot, into: dict[tuple[str, int], list[int]]) -> None:
+        for trace in snapshot.traces:
+            frames = trace.traceback  # oldest first
+            if len(frames) and frames[-1].filename.startswith(_OWN_FILES):
+                continue
+            key = (NO_USER_FRAME, 0)
+            for frame in reversed(frames):
+                if self._is_user(frame.filename):
+                    key = (frame.filename, frame.lineno)
+                    break
+            totals = into.get(key)
+            if totals is None:
+                into[key] = [trace.size, 1]
+            else:
+                totals[0] += trace.size
+                totals[1] += 1
 
 
 def take_snapshot() -> tracemalloc.Snapshot:
-    return tracemalloc.take_snapshot().filter_traces(_own_filters())
+    return tracemalloc.take_snapshot()
 
 
-def growth_between(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, *, limit: int) -> list[AllocationSite]:
-    """Sites of memory allocated between two snapshots and still alive at the second."""
-    differences = after.compare_to(before, "traceback")
-    return sites_from_statistics(((d.traceback, d.size_diff, d.count_diff) for d in differences), limit=limit)
+def snapshot_sites(snapshot: tracemalloc.Snapshot, *, limit: int) -> list[AllocationSite]:
+    """Sites of the memory a snapshot holds (all of it was allocated since tracing started)."""
+    grouped: dict[tuple[str, int], list[int]] = {}
+    _Grouper().add(snapshot, grouped)
+    return _ranked(grouped, limit=limit)
 
 
 class StepSites:
     """Accumulates the sites of memory retained by traced steps."""
 
     def __init__(self) -> None:
-        self._totals: dict[tracemalloc.Traceback, list[int]] = {}
+        self._totals: dict[tuple[str, int], list[int]] = {}
+        self._grouper = _Grouper()
         self.traced_steps = 0
 
     def add(self, snapshot: tracemalloc.Snapshot) -> None:
         self.traced_steps += 1
-        for statistic in snapshot.statistics("traceback"):
-            totals = self._totals.setdefault(statistic.traceback, [0, 0])
-            totals[0] += statistic.size
-            totals[1] += statistic.count
+        self._grouper.add(snapshot, self._totals)
 
     def sites(self, *, limit: int, agents: int = 1) -> list[AllocationSite]:
         """Bytes retained per traced step, by user line; per agent step with ``agents``
         (the agents stepped in each traced step)."""
-        steps = max(self.traced_steps, 1) * max(agents, 1)
-        return sites_from_statistics(
-            ((traceback, size // steps, count // steps) for traceback, (size, count) in self._totals.items()),
-            limit=limit,
-        )
+        return _ranked(self._totals, limit=limit, divide=max(self.traced_steps, 1) * max(agents, 1))
 
 
 def object_site(candidates: Iterable[object]) -> tuple[str, str] | None:
@@ -147,6 +168,9 @@ def object_site(candidates: Iterable[object]) -> tuple[str, str] | None:
 
 PATH_SITE_MIN_BYTES = 1024  # arrays smaller than this are not worth a site of their own
 PATH_SITES_MAX = 400  # objects of one agent looked up, at most
+# Objects walked, at most: the walk runs under the tracer, where each of its allocations is
+# traced too; breadth first, so the shallow paths the report's tree shows come first.
+PATH_SITES_WALK = 2000
 
 
 def path_sites(agent: object, *, stop: frozenset[int], newest: bool = False) -> dict[str, tuple[str, str]]:
@@ -163,7 +187,7 @@ def path_sites(agent: object, *, stop: frozenset[int], newest: bool = False) -> 
 
     found: dict[str, tuple[str, str]] = {}
     looked = 0
-    for path, obj, _ in walk(agent, max_depth=8, max_objects=20_000, stop=stop):
+    for path, obj, _ in walk(agent, max_depth=8, max_objects=PATH_SITES_WALK, stop=stop):
         if looked >= PATH_SITES_MAX:
             break
         candidates: list[object]

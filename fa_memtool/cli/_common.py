@@ -139,7 +139,7 @@ class ProgressConsumer:
             update: dict[str, Any] = {"description": f"{prefix}: {_progress_text(event, 'name', required=True)} done"}
         elif kind == "build":
             total = _progress_count(event, "total", required=True)
-            update = {"description": f"{prefix}: building {total} agents", "total": None}
+            update = {"description": f"{prefix}: building {total} agent{'' if total == 1 else 's'}", "total": None}
         elif kind == "sample":
             update = {"description": f"{prefix}: sizing the population"}
         elif kind == "steps":

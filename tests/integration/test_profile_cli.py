@@ -414,6 +414,18 @@ def test_sampling_is_held_to_a_share_of_step_time_unless_asked(tmp_path: Path) -
     assert not any("sampling was held" in note for note in every["notes"])
 
 
+def test_progress_names_each_process_of_the_command(tmp_path: Path) -> None:
+    from fa_memtool.runner import AUTO_SCALING, Limits, profile
+    from fa_memtool.spec import RunSpec
+
+    module = write_module(tmp_path, "cheap", CHEAP_STEPS_SOURCE)
+    events: list[dict[str, Any]] = []
+    spec = RunSpec(target=str(module), agents=3, steps=2, trace=False, working_directory=str(tmp_path))
+    profile(spec, limits=Limits(timeout=120), scaling=AUTO_SCALING, progress=events.append)
+    names = [event["name"] for event in events if event.get("event") == "configuration"]
+    assert names == ["process 1 of 2: profile, 3 agents", "process 2 of 2: scaling, 1 agent, built only"]
+
+
 # -- allocation sites from a traced sample ------------------------------------------------
 
 SITES_WEIGHTS = 5000
@@ -482,6 +494,28 @@ def test_a_traced_sample_that_fails_leaves_the_profile_whole(tmp_path: Path) -> 
     assert any("allocation sites: the traced sample" in note and "built once per process" in note for note in report["notes"])
     assert report["allocations"]["construction"] == [] and report["allocations"]["steps"] == []
     assert len(report["agents"]) == 3 and report["population"]["measured_after_steps"] == 5
+
+
+def test_the_memray_capture_holds_the_agents_and_none_of_the_sizing_walk(tmp_path: Path) -> None:
+    memray = pytest.importorskip("memray")
+    write_module(tmp_path, "sited", SITES_SOURCE)
+    capture = tmp_path / "capture.bin"
+    _, report, _ = profile_json(tmp_path, "sited.py", "-n", 3, "--steps", 5, "--backend", "memray",
+                                "--memray-output", capture, *FAST)
+    assert report["allocations"]["backend"] == "memray"
+    assert report["allocations"]["memray_capture"] == str(capture.resolve())
+    files: set[str] = set()
+    allocated = 0
+    for record in memray.FileReader(str(capture)).get_allocation_records():
+        if record.allocator in (memray.AllocatorType.FREE, memray.AllocatorType.MUNMAP):
+            continue  # no stack for a deallocation
+        stack = record.stack_trace()
+        files.update(frame[1] for frame in stack)
+        if any(frame[1].endswith("sited.py") for frame in stack):
+            allocated += record.size
+    assert not any(name.endswith(("fa_memtool/sizing.py", "fa_memtool/pathtree.py", "fa_memtool/analysis.py")) for name in files)
+    # The three agents' weights, at least, were allocated in the agents' own file.
+    assert allocated >= 3 * SITES_WEIGHTS * 8
 
 
 # -- shared_world.py: shared parameters and a world that lists every agent -------------------
