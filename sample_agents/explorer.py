@@ -302,8 +302,10 @@ class GridExplorer:
                 nodes * num_actions, num_cells, num_sites
             )
             repeats = num_actions ** (horizon - 1 - t)
-            # Policies sharing this prefix share the prediction: policy p is node p // repeats.
-            self.predicted_states[:, t] = np.repeat(level, repeats, axis=0)
+            # Policies sharing this prefix share the prediction: policy p is node p // repeats
+            # (written through a broadcast view: no repeated copy is built first).
+            by_node = self.predicted_states[:, t].reshape(level.shape[0], repeats, num_cells, num_sites)
+            by_node[...] = level[:, None]
             free_energy += np.repeat(self._free_energy(level), repeats)
         self.expected_free_energy[...] = free_energy
         log_posterior = -POLICY_PRECISION * free_energy + np.log(self.E)
