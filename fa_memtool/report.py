@@ -8,6 +8,7 @@ meaning. Every field is documented in docs/report-schema.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -355,12 +356,19 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
     TypeError names the first field of the wrong type (``population.agents``)."""
     if not isinstance(data, dict):
         raise TypeError(f"expected an object for {where or cls.__name__}, found {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
     values = {}
-    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if item.name in data:
-            values[item.name] = _convert(hints[item.name], data[item.name], f"{where}.{item.name}" if where else item.name)
+    for name, hint in _field_hints(cls):
+        if name in data:
+            values[name] = _convert(hint, data[name], f"{where}.{name}" if where else name)
     return cls(**values)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    """Each field's name and resolved type, once per class (resolving the string
+    annotations costs more than converting a whole agent's entry)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((item.name, hints[item.name]) for item in dataclasses.fields(cls))
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
