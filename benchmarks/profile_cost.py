@@ -11,6 +11,10 @@ each in a fresh process, after one untimed warm-up of each:
 - fa-mem: ``fa-mem profile`` with its defaults (allocation sites, the RSS fit, the
   release check), writing a JSON report.
 
+With ``--compare FA_MEM`` a third command, the same profile run by another fa-mem
+executable (an earlier version installed in its own virtual environment), runs in the same
+interleaving, and its ratio to the same plain runs is shown beside.
+
 The table gives the medians of the whole-process wall times and of their paired ratios
 (each fa-mem run over the plain run just before it), and of the stepping phases
 (``timing.stepping_wall_seconds`` of the report over the plain loop's
@@ -74,6 +78,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="workload names to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the steps, two repetitions: a smoke test")
     parser.add_argument("--output", type=Path, default=BENCH / "profile_cost_results.json")
+    parser.add_argument("--compare", type=Path, metavar="FA_MEM",
+                        help="another fa-mem executable (an earlier version's venv) run interleaved beside this one")
     options = parser.parse_args()
     repetitions = 2 if options.quick else options.repetitions
     scratch = Path(tempfile.mkdtemp(prefix="fa-mem-profile-cost-"))
@@ -86,9 +92,12 @@ def main() -> int:
         report_file = scratch / "report.json"
         plain = [sys.executable, str(BENCH / "plain_step.py"), str(workload.module), "--agents", str(workload.agents), "--steps", str(steps)]
         profiled = [fa_mem, "profile", str(workload.module), "-n", str(workload.agents), "--steps", str(steps), "--json", str(report_file)]
+        compared = [str(options.compare), *profiled[1:]] if options.compare else None
         timed(plain), timed(profiled)  # warm-up: page cache, bytecode
-        walls: dict[str, list[float]] = {"plain": [], "fa-mem": []}
-        ratios, stepping_ratios = [], []
+        if compared:
+            timed(compared)
+        walls: dict[str, list[float]] = {"plain": [], "fa-mem": [], "compared": []}
+        ratios, stepping_ratios, compared_ratios = [], [], []
         for _ in range(repetitions):
             plain_wall, output = timed(plain)
             plain_stepping = json.loads(output.strip().splitlines()[-1])["stepping_seconds"]
@@ -98,6 +107,10 @@ def main() -> int:
             walls["fa-mem"].append(profiled_wall)
             ratios.append(profiled_wall / plain_wall)
             stepping_ratios.append(timing["stepping_wall_seconds"] / plain_stepping)
+            if compared:
+                compared_wall, _ = timed(compared)
+                walls["compared"].append(compared_wall)
+                compared_ratios.append(compared_wall / plain_wall)
         row = {
             "workload": workload.name,
             "agents": workload.agents,
@@ -107,6 +120,7 @@ def main() -> int:
             "ratio": statistics.median(ratios),
             "stepping_ratio": statistics.median(stepping_ratios),
             "aim": workload.aim,
+            "compared_ratio": statistics.median(compared_ratios) if compared_ratios else None,
             "walls": walls,
         }
         rows.append(row)
@@ -115,12 +129,14 @@ def main() -> int:
     print()
     print(f"{repetitions} interleaved repetitions each, medians")
     print()
-    print("| workload | agents x steps | plain | fa-mem profile | paired ratio | aim | met | stepping phase ratio |")
-    print("|---|---|---:|---:|---:|---:|---|---:|")
+    extra = " compared fa-mem / plain |" if options.compare else ""
+    print(f"| workload | agents x steps | plain | fa-mem profile | paired ratio | aim | met | stepping phase ratio |{extra}")
+    print("|---|---|---:|---:|---:|---:|---|---:|" + ("---:|" if options.compare else ""))
     for row in rows:
         met = "yes" if row["ratio"] <= row["aim"] else "no"
+        also = f" {row['compared_ratio']:.2f}x |" if options.compare else ""
         print(f"| {row['workload']} | {row['agents']} x {row['steps']} | {row['plain_wall_s']:.2f} s | {row['fa_mem_wall_s']:.2f} s | "
-              f"{row['ratio']:.2f}x | {row['aim']}x | {met} | {row['stepping_ratio']:.3f} |")
+              f"{row['ratio']:.2f}x | {row['aim']}x | {met} | {row['stepping_ratio']:.3f} |{also}")
     options.output.write_text(json.dumps({"repetitions": repetitions, "rows": rows}, indent=1))
     return 0
 
