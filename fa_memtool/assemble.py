@@ -94,10 +94,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def timing_report(stepped: dict[str, Any], *, sampling_seconds: float, create_seconds: float, agents: int) -> Timing:
-    """Latencies and the profiling overhead from the stepping loop's record (untraced:
-    allocation sites come from a sample population traced apart)."""
-    latencies: list[float] = stepped["untraced"]
+def timing_report(
+    stepped: dict[str, Any], *, traced: list[float], sampling_seconds: float, create_seconds: float, agents: int
+) -> Timing:
+    """Latencies and the profiling overhead from the stepping loop's record (untraced),
+    and the median of the traced sample's step latencies (``traced``)."""
+    latencies: list[float] = stepped["latencies"]
     stepping_seconds: float = stepped["stepping_seconds"]
     # The overhead: the stepping phase's wall time against the time inside the steps.
     overhead = (stepped["wall_seconds"] - stepping_seconds) / stepping_seconds if stepping_seconds > 0 else None
@@ -110,7 +112,7 @@ def timing_report(stepped: dict[str, Any], *, sampling_seconds: float, create_se
         stepping_seconds=stepping_seconds,
         stepping_wall_seconds=stepped["wall_seconds"],
         sampling_seconds=sampling_seconds,
-        traced_step_ms_p50=None,
+        traced_step_ms_p50=percentile(traced, 0.5) * 1000.0 if traced else None,
         untraced_step_ms_p50=percentile(latencies, 0.5) * 1000.0 if latencies else None,
         profiling_overhead_fraction=overhead,
     )

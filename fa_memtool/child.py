@@ -57,7 +57,7 @@ import psutil
 from fa_memtool import __version__
 from fa_memtool import analysis, tracking
 from fa_memtool.errors import FaMemError, InternalError, ResourceLimitExceeded, StepError, StepFailed, error_record
-from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, percentile, timing_report
+from fa_memtool.assemble import attach_path_sites, attribute_agents, fill_zero_fractions, timing_report
 from fa_memtool.buffers import prepare_libraries
 from fa_memtool.report import ReleasedRun
 from fa_memtool.retention import ReleaseWatch, runs_verdict
@@ -81,6 +81,7 @@ from fa_memtool.report import (
 )
 from fa_memtool.sizing import PopulationSize, agent_attributes, measure_population
 from fa_memtool.spec import RunSpec
+from fa_memtool.units import format_count
 from fa_memtool.workload import call_factory, find_factory, find_observe, load_module, program_globals
 
 SITES_SHOWN = 10
@@ -134,8 +135,6 @@ class Measurement:
         self.phases: list[PhaseMemory] = []
         self.tracing = spec.mode == "profile" and spec.trace and spec.backend == "tracemalloc"
         self.notes: list[str] = []
-        self.path_sites: dict[str, tuple[str, str]] = {}  # by path, agent 0, while building
-        self.newest_path_sites: dict[str, tuple[str, str]] = {}  # containers' newest entries, last step
         self.measured_labels: list[Any] = []  # the stable ids of the agents of the latest sample
 
     def record_phase(self, name: str) -> PhaseMemory:
@@ -370,8 +369,7 @@ class Measurement:
                 "completed": completed,
                 "stepping_seconds": stepping,
                 "wall_seconds": perf() - phase_started,
-                "traced": [],
-                "untraced": latencies,
+                "latencies": latencies,
             },
             failure,
         )
@@ -390,6 +388,8 @@ class Measurement:
         """
         spec = self.spec
         found = SampleSites(agents=min(spec.agents, SAMPLE_AGENTS))
+        self.progress.send("phase", name=f"allocation sites ({format_count(found.agents, 'agent')} traced)",
+                           rss_bytes=int(self.process.memory_info().rss))
         tracemalloc.start(spec.trace_frames)
         try:
             driver = make_driver(found.agents)
@@ -538,10 +538,7 @@ class Measurement:
             )
         sites = SampleSites()
         if self.tracing:
-            self.progress.send("phase", name=f"allocation sites ({min(spec.agents, SAMPLE_AGENTS)} agents traced)",
-                               rss_bytes=int(self.process.memory_info().rss))
             sites = self._trace_sample(sample_driver, completed)
-        self.path_sites, self.newest_path_sites = sites.path_sites, sites.newest_path_sites
         attribute_sites = sites.attribute_sites
 
         self.progress.send("analyse")
@@ -558,7 +555,7 @@ class Measurement:
         changed = [path for path, values in path_series.items() if min(values) != max(values)]
         growth.paths = deepest_growth(tree_samples, dict(path_series), _values_at_paths(agents, changed))
         name_deepest(growth)
-        attach_path_sites(final.paths, growth.paths, built=self.path_sites, newest=self.newest_path_sites)
+        attach_path_sites(final.paths, growth.paths, built=sites.path_sites, newest=sites.newest_path_sites)
         growing = {item.name for item in growth.attributes}
         growth_sites = {name: site for name, site in sites.newest_attribute_sites.items() if name in growing}
         for item in growth.attributes:
@@ -569,7 +566,7 @@ class Measurement:
         fill_zero_fractions(final.paths, agents)  # after residency: it reads every array
         agent_reports = attributed.agents
         # Sites by path: nested paths from the tree's walk, top-level ones as the attributes found them.
-        located = {**self.newest_path_sites, **self.path_sites, **growth_sites, **attribute_sites}
+        located = {**sites.newest_path_sites, **sites.path_sites, **growth_sites, **attribute_sites}
         suggestions, plugin_failures = analysis.suggest(
             agents,
             AnalysisContext(
@@ -590,10 +587,10 @@ class Measurement:
         )
 
         stepping_seconds = stepped["stepping_seconds"]
-        agent_steps = len(stepped["untraced"]) + len(stepped["traced"])
-        timing = timing_report(stepped, sampling_seconds=sampling[0], create_seconds=create_seconds, agents=len(agents))
-        if sites.latencies:
-            timing.traced_step_ms_p50 = percentile(sites.latencies, 0.5) * 1000.0
+        agent_steps = len(stepped["latencies"])
+        timing = timing_report(
+            stepped, traced=sites.latencies, sampling_seconds=sampling[0], create_seconds=create_seconds, agents=len(agents)
+        )
         gc_report = GCReport(
             collections=step_gc.collections,
             pause_seconds=step_gc.pause_seconds,

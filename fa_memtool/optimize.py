@@ -44,7 +44,7 @@ from fa_memtool.population_driver import MODEL_LABEL, Action, PopulationDriver
 from fa_memtool.replay import RandomStream, compare_agents, same_action, value_difference
 from fa_memtool.report import Report, from_dict
 from fa_memtool.sizing import agent_attributes, measure_population
-from fa_memtool.units import format_bytes
+from fa_memtool.units import format_bytes, format_count
 
 __all__ = ["OptimizeResult", "TrialOutcome", "TrialSettings", "compare_agents", "optimize", "run_trials"]
 
@@ -588,12 +588,11 @@ def _next_batch(pending: list[Candidate], gap: float, force: list[str]) -> list[
 
 
 def _population_text(recorded: Recording) -> str:
-    count = len(recorded.population.labels())
-    return f"{count} agent{'s' if count != 1 else ''}"
+    return format_count(len(recorded.population.labels()), "agent")
 
 
 def _seeds_text(seeds: list[int]) -> str:
-    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    return f"{format_count(len(seeds), 'seed')} ({', '.join(map(str, seeds))})"
 
 
 def _examined_paths(agents: list[Any], boundaries: list[object]) -> int:
@@ -726,8 +725,8 @@ def _proof_text(verification: dict[str, Any], kept: list[TrialOutcome]) -> str:
     """What the replays proved, in one sentence."""
     agents, steps, seeds = verification.get("agents", 0), verification.get("steps", 0), verification.get("seeds", [])
     text = (
-        f"identical actions on {agents} agent{'s' if agents != 1 else ''} x {steps} steps x {len(seeds)} "
-        f"seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}) for every kept transformation"
+        f"identical actions on {format_count(agents, 'agent')} x {steps} steps x {_seeds_text(seeds)} "
+        "for every kept transformation"
     )
     lossy = [trial for trial in kept if trial.sensitivity_replays]
     if lossy:

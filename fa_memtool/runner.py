@@ -41,7 +41,7 @@ from fa_memtool.errors import (
 )
 from fa_memtool.report import Failure, Report, ScalingFit, ScalingPoint, from_dict
 from fa_memtool.spec import RunSpec
-from fa_memtool.units import format_bytes
+from fa_memtool.units import format_bytes, format_count
 from fa_memtool.workload import check_target
 
 POLL_SECONDS = 0.05
@@ -388,10 +388,6 @@ def default_scaling(agents: int) -> list[int]:
     return sorted({max(1, agents // 2), agents}) if agents > 1 else [1, 2]
 
 
-def _agents(count: int) -> str:
-    return f"{count} agent{'' if count == 1 else 's'}"
-
-
 def _measured_point(report: Report) -> ScalingPoint | None:
     """The measuring process as a point of the fit: its RSS right after building
     (before the first sample) and right after the steps."""
@@ -446,14 +442,14 @@ def profile(
             counted = f"process {number} of {processes}: " if processes > 1 else ""
             progress({"event": "configuration", "name": f"{counted}{name}"})
 
-    announce(1, f"profile, {_agents(spec.agents)}")
+    announce(1, f"profile, {format_count(spec.agents, 'agent')}")
     outcome = run_child(spec, limits=limits, progress=progress)
     report = from_dict(Report, outcome["report"])
     report.notes.append(f"peak RSS of the measuring process: {format_bytes(outcome['peak_rss_bytes'])}")
     if report.error is not None:
         return report
     if capture:
-        announce(2, f"memray capture, {_agents(spec.agents)}")
+        announce(2, f"memray capture, {format_count(spec.agents, 'agent')}")
         try:
             run_child(dataclasses.replace(spec, mode="plain", trace=False), limits=limits, progress=progress)
         except StepFailed as failure:
@@ -478,7 +474,7 @@ def profile(
         plain_spec = dataclasses.replace(
             spec, agents=agents, mode="plain", trace=False, backend="tracemalloc", steps=0 if build_only else spec.steps
         )
-        announce(number, f"scaling, {_agents(agents)}, {'built only' if build_only else 'built and stepped'}")
+        announce(number, f"scaling, {format_count(agents, 'agent')}, {'built only' if build_only else 'built and stepped'}")
         try:
             plain = run_child(plain_spec, limits=limits, progress=progress)["plain"]
         except StepFailed as failure:

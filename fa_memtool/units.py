@@ -47,6 +47,11 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is too large to be a size") from None
 
 
+def format_count(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless it is one: "1 agent", "3 agents"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_bytes(count: float, *, signed: bool = False) -> str:
     """Format bytes with decimal units and three significant figures ("34.5 MB").
 

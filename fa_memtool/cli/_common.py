@@ -21,7 +21,7 @@ from rich.progress import (
 )
 
 from fa_memtool.errors import UsageError
-from fa_memtool.units import parse_size
+from fa_memtool.units import format_count, parse_size
 
 
 def stdout_console() -> Console:
@@ -139,7 +139,7 @@ class ProgressConsumer:
             update: dict[str, Any] = {"description": f"{prefix}: {_progress_text(event, 'name', required=True)} done"}
         elif kind == "build":
             total = _progress_count(event, "total", required=True)
-            update = {"description": f"{prefix}: building {total} agent{'' if total == 1 else 's'}", "total": None}
+            update = {"description": f"{prefix}: building {format_count(total, 'agent')}", "total": None}
         elif kind == "sample":
             update = {"description": f"{prefix}: sizing the population"}
         elif kind == "steps":

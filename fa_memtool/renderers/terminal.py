@@ -14,7 +14,7 @@ from fa_memtool.renderers import SafeText as Text
 
 from fa_memtool.report import Report
 from fa_memtool.summary import attribute_summaries, growth_rows, has_nested_paths, largest_paths, sparkline
-from fa_memtool.units import format_bytes
+from fa_memtool.units import format_bytes, format_count
 
 AGENT_ROWS = 10
 # Under this RSS difference between population sizes, allocator noise dominates the fit.
@@ -293,7 +293,7 @@ def _sites(report: Report) -> Table | None:
     table.add_column("bytes", justify="right")
     table.add_column("code")
     sample = allocations.traced_agents
-    build_label = f"build ({sample} agent{'s' if sample != 1 else ''} traced)" if sample else "build"
+    build_label = f"build ({format_count(sample, 'agent')} traced)" if sample else "build"
     for site in allocations.construction[:5]:
         table.add_row(build_label, Text(_short_site(site.site)), format_bytes(site.bytes), Text(site.code))
         build_label = ""
